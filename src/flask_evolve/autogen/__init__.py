@@ -1,0 +1,1 @@
+"""Autogenerate intelligence: comparators and rewriters over Alembic's op tree; knows nothing of Flask."""

@@ -1,0 +1,319 @@
+"""The `flask db` click commands: parse the options, call flask_evolve.commands, print one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from flask import g
+from flask.cli import AppGroup, FlaskGroup
+
+from flask_evolve import commands
+from flask_evolve.errors import MigrationError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DIRECTORY_HELP = 'Migration script directory (default is "migrations")'
+_SQL_HELP = "Don't emit SQL to database - dump to standard output instead"
+_TAG_HELP = 'Arbitrary "tag" name - can be used by custom env.py scripts'
+_X_ARG_HELP = "Additional arguments consumed by custom env.py scripts"
+_HEAD_HELP = "Specify head revision or <branchname>@head to base new revision on"
+_SPLICE_HELP = 'Allow a non-head revision as the "head" to splice onto'
+_BRANCH_LABEL_HELP = "Specify a branch label to apply to the new revision"
+_VERSION_PATH_HELP = "Specify specific path from config for version file"
+_REV_ID_HELP = "Specify a hardcoded revision id instead of generating one"
+_VERBOSE_HELP = "Use more verbose output"
+
+
+def _directory_option(f: F) -> F:
+    return click.option("-d", "--directory", default=None, help=_DIRECTORY_HELP)(f)
+
+
+def _x_arg_option(f: F) -> F:
+    return click.option("-x", "--x-arg", multiple=True, help=_X_ARG_HELP)(f)
+
+
+def _one_line_errors(f: F) -> F:
+    """Print a MigrationError as one `Error:` line on stderr and exit non-zero."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except MigrationError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _directory_or_group(directory: str | None) -> str | None:
+    return directory or g.get("directory")
+
+
+def _x_args_or_group(x_arg: tuple[str, ...]) -> tuple[str, ...]:
+    return x_arg or g.get("x_arg") or ()
+
+
+@click.group(cls=AppGroup)
+@_directory_option
+@_x_arg_option
+def db(directory: str | None, x_arg: tuple[str, ...]) -> None:
+    """Perform database migrations."""
+    # Read back by Migrate.get_config() and by the commands below.
+    g.directory = directory
+    g.x_arg = x_arg
+
+
+@db.command()
+@_one_line_errors
+def list_templates() -> None:
+    """List available templates."""
+    commands.list_templates()
+
+
+@db.command()
+@_directory_option
+@click.option("--multidb", is_flag=True, help="Support multiple databases")
+@click.option("-t", "--template", default=None, help='Repository template to use (default is "flask")')
+@click.option(
+    "--package",
+    is_flag=True,
+    help="Write empty __init__.py files to the environment and version locations",
+)
+@_one_line_errors
+def init(directory: str | None, multidb: bool, template: str | None, package: bool) -> None:
+    """Creates a new migration repository."""
+    commands.init(_directory_or_group(directory), multidb, template, package)
+
+
+@db.command()
+@_directory_option
+@click.option("-m", "--message", default=None, help="Revision message")
+@click.option(
+    "--autogenerate",
+    is_flag=True,
+    help="Populate revision script with candidate migration operations, "
+    "based on comparison of database to model",
+)
+@click.option("--sql", is_flag=True, help=_SQL_HELP)
+@click.option("--head", default="head", help=_HEAD_HELP)
+@click.option("--splice", is_flag=True, help=_SPLICE_HELP)
+@click.option("--branch-label", default=None, help=_BRANCH_LABEL_HELP)
+@click.option("--version-path", default=None, help=_VERSION_PATH_HELP)
+@click.option("--rev-id", default=None, help=_REV_ID_HELP)
+@_one_line_errors
+def revision(
+    directory: str | None,
+    message: str | None,
+    autogenerate: bool,
+    sql: bool,
+    head: str,
+    splice: bool,
+    branch_label: str | None,
+    version_path: str | None,
+    rev_id: str | None,
+) -> None:
+    """Create a new revision file."""
+    commands.revision(
+        _directory_or_group(directory),
+        message,
+        autogenerate,
+        sql,
+        head,
+        splice,
+        branch_label,
+        version_path,
+        rev_id,
+    )
+
+
+@db.command()
+@_directory_option
+@click.option("-m", "--message", default=None, help="Revision message")
+@click.option("--sql", is_flag=True, help=_SQL_HELP)
+@click.option("--head", default="head", help=_HEAD_HELP)
+@click.option("--splice", is_flag=True, help=_SPLICE_HELP)
+@click.option("--branch-label", default=None, help=_BRANCH_LABEL_HELP)
+@click.option("--version-path", default=None, help=_VERSION_PATH_HELP)
+@click.option("--rev-id", default=None, help=_REV_ID_HELP)
+@_x_arg_option
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit with status 1 when no changes are detected and nothing is written",
+)
+@_one_line_errors
+def migrate(
+    directory: str | None,
+    message: str | None,
+    sql: bool,
+    head: str,
+    splice: bool,
+    branch_label: str | None,
+    version_path: str | None,
+    rev_id: str | None,
+    x_arg: tuple[str, ...],
+    exit_code: bool,
+) -> None:
+    """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
+    commands.migrate(
+        _directory_or_group(directory),
+        message,
+        sql,
+        head,
+        splice,
+        branch_label,
+        version_path,
+        rev_id,
+        _x_args_or_group(x_arg),
+        exit_code=exit_code,
+    )
+
+
+@db.command()
+@_directory_option
+@click.argument("revision", default="head")
+@_one_line_errors
+def edit(directory: str | None, revision: str) -> None:
+    """Edit a revision file"""
+    commands.edit(_directory_or_group(directory), revision)
+
+
+@db.command()
+@_directory_option
+@click.option("-m", "--message", default=None, help="Merge revision message")
+@click.option("--branch-label", default=None, help=_BRANCH_LABEL_HELP)
+@click.option("--rev-id", default=None, help=_REV_ID_HELP)
+@click.argument("revisions", nargs=-1)
+@_one_line_errors
+def merge(
+    directory: str | None,
+    message: str | None,
+    branch_label: str | None,
+    rev_id: str | None,
+    revisions: tuple[str, ...],
+) -> None:
+    """Merge two revisions together, creating a new revision file"""
+    commands.merge(_directory_or_group(directory), revisions, message, branch_label, rev_id)
+
+
+@db.command()
+@_directory_option
+@click.option("--sql", is_flag=True, help=_SQL_HELP)
+@click.option("--tag", default=None, help=_TAG_HELP)
+@_x_arg_option
+@click.argument("revision", default="head")
+@_one_line_errors
+def upgrade(
+    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+) -> None:
+    """Upgrade to a later version"""
+    commands.upgrade(_directory_or_group(directory), revision, sql, tag, _x_args_or_group(x_arg))
+
+
+@db.command()
+@_directory_option
+@click.option("--sql", is_flag=True, help=_SQL_HELP)
+@click.option("--tag", default=None, help=_TAG_HELP)
+@_x_arg_option
+@click.argument("revision", default="-1")
+@_one_line_errors
+def downgrade(
+    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+) -> None:
+    """Revert to a previous version"""
+    commands.downgrade(
+        _directory_or_group(directory), revision, sql, tag, _x_args_or_group(x_arg)
+    )
+
+
+@db.command()
+@_directory_option
+@click.argument("revision", default="head")
+@_one_line_errors
+def show(directory: str | None, revision: str) -> None:
+    """Show the revision denoted by the given symbol."""
+    commands.show(_directory_or_group(directory), revision)
+
+
+@db.command()
+@_directory_option
+@click.option(
+    "-r", "--rev-range", default=None, help="Specify a revision range; format is [start]:[end]"
+)
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.option("-i", "--indicate-current", is_flag=True, help="Indicate current version")
+@_one_line_errors
+def history(
+    directory: str | None, rev_range: str | None, verbose: bool, indicate_current: bool
+) -> None:
+    """List changeset scripts in chronological order."""
+    commands.history(_directory_or_group(directory), rev_range, verbose, indicate_current)
+
+
+@db.command()
+@_directory_option
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.option(
+    "--resolve-dependencies", is_flag=True, help="Treat dependency versions as down revisions"
+)
+@_one_line_errors
+def heads(directory: str | None, verbose: bool, resolve_dependencies: bool) -> None:
+    """Show current available heads in the script directory"""
+    commands.heads(_directory_or_group(directory), verbose, resolve_dependencies)
+
+
+@db.command()
+@_directory_option
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@_one_line_errors
+def branches(directory: str | None, verbose: bool) -> None:
+    """Show current branch points"""
+    commands.branches(_directory_or_group(directory), verbose)
+
+
+@db.command()
+@_directory_option
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@_one_line_errors
+def current(directory: str | None, verbose: bool) -> None:
+    """Display the current revision for each database."""
+    commands.current(_directory_or_group(directory), verbose)
+
+
+@db.command()
+@_directory_option
+@click.option("--sql", is_flag=True, help=_SQL_HELP)
+@click.option("--tag", default=None, help=_TAG_HELP)
+@click.option(
+    "--purge", is_flag=True, help="Delete the version in the alembic_version table before stamping"
+)
+@click.argument("revision", default="head")
+@_one_line_errors
+def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purge: bool) -> None:
+    """'stamp' the revision table with the given revision; don't run any migrations"""
+    commands.stamp(_directory_or_group(directory), revision, sql, tag, purge)
+
+
+@db.command()
+@_directory_option
+@_one_line_errors
+def check(directory: str | None) -> None:
+    """Check if there are any new operations to migrate"""
+    commands.check(_directory_or_group(directory))
+
+
+def manage(app: Any, args: list[str] | None = None) -> None:
+    """Run the app's CLI from its own ``__main__`` block: ``python app.py db upgrade``.
+
+    The Flask 3 replacement for Flask-Script's ``Manager(app).run()``::
+
+        if __name__ == "__main__":
+            from flask_evolve import manage
+            manage(app)
+    """
+    FlaskGroup(create_app=lambda: app).main(args=args)

@@ -1,0 +1,339 @@
+"""One function per `flask db` command, over Alembic's command API; they raise MigrationError, never exit."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+from flask_evolve.errors import MigrationError, NoChangesError, explain_alembic_error
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+    from flask_evolve.extension import Migrate
+
+PathLike = str | os.PathLike[str]
+
+
+def _migrate_extension() -> Migrate:
+    try:
+        state = current_app.extensions["migrate"]
+    except KeyError:
+        raise MigrationError(
+            "Flask-Evolve is not set up on this app: add `Migrate(app, db)`."
+        ) from None
+    return state.migrate
+
+
+def _directory(directory: PathLike | None) -> str:
+    return str(directory) if directory is not None else _migrate_extension().directory
+
+
+def _database_revisions() -> tuple[str, ...]:
+    """The revisions recorded in the default database, or () if it cannot tell."""
+    from sqlalchemy import text
+
+    try:
+        engine = _migrate_extension().require_db().engine
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return tuple(row[0] for row in rows)
+    except Exception:
+        return ()
+
+
+@contextmanager
+def _explained(directory: PathLike | None) -> Iterator[None]:
+    """Turn Alembic's errors into one-line MigrationErrors that say what to run next."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except MigrationError:
+        raise
+    except CommandError as exc:
+        message = str(exc)
+        revisions = _database_revisions() if "Can't locate revision" in message else ()
+        raise MigrationError(
+            explain_alembic_error(
+                message,
+                directory=_directory(directory),
+                command=_migrate_extension().command,
+                database_revisions=revisions,
+            )
+        ) from exc
+
+
+def _config(
+    directory: PathLike | None,
+    *,
+    x_arg: str | Iterable[str] | None = None,
+    opts: Iterable[str] | None = None,
+    need_db: bool = True,
+) -> AlembicConfig:
+    migrate = _migrate_extension()
+    if need_db:
+        migrate.require_db()
+    return migrate.get_config(directory, x_arg=x_arg, opts=opts)
+
+
+def list_templates() -> list[tuple[str, str]]:
+    """List the available repository templates, as (name, synopsis) pairs, and print them."""
+    from flask_evolve.extension import _alembic_config_class
+
+    config = _alembic_config_class()()
+    root = config.get_template_directory()
+    templates = []
+    for name in sorted(os.listdir(root)):
+        readme = os.path.join(root, name, "README")
+        if not os.path.isfile(readme):
+            continue
+        with open(readme) as f:
+            templates.append((name, next(f, "").strip()))
+    config.print_stdout("Available templates:\n")
+    for name, synopsis in templates:
+        config.print_stdout("%s - %s", name, synopsis)
+    return templates
+
+
+def init(
+    directory: PathLike | None = None,
+    multidb: bool = False,
+    template: str | None = None,
+    package: bool = False,
+) -> None:
+    """Create a new migrations folder.
+
+    :param template: a template name (``flask list-templates``) or a path to a
+        template folder of your own.
+    """
+    from alembic import command
+
+    from flask_evolve.extension import _alembic_config_class
+
+    directory = _directory(directory)
+    template_directory = None
+    if template is not None and ("/" in template or "\\" in template):
+        template_directory, template = os.path.split(os.path.normpath(template))
+        if not os.path.isdir(os.path.join(template_directory, template)):
+            raise MigrationError(
+                f"No template folder at '{os.path.join(template_directory, template)}': "
+                f"give a path to a folder with env.py, script.py.mako and alembic.ini.mako."
+            )
+    config = _alembic_config_class()(template_directory=template_directory)
+    config.set_main_option("script_location", directory)
+    config.config_file_name = os.path.join(directory, "alembic.ini")
+    config = _migrate_extension().call_configure_callbacks(config)
+    if template is None:
+        template = "flask-multidb" if multidb else "flask"
+    with _explained(directory):
+        command.init(config, directory, template=template, package=package)
+
+
+def revision(
+    directory: PathLike | None = None,
+    message: str | None = None,
+    autogenerate: bool = False,
+    sql: bool = False,
+    head: str = "head",
+    splice: bool = False,
+    branch_label: str | None = None,
+    version_path: str | None = None,
+    rev_id: str | None = None,
+) -> Any:
+    """Create a new revision file; return Alembic's Script (or list of them)."""
+    from alembic import command
+
+    config = _config(directory, opts=["autogenerate"] if autogenerate else None)
+    with _explained(directory):
+        return command.revision(
+            config,
+            message,
+            autogenerate=autogenerate,
+            sql=sql,
+            head=head,
+            splice=splice,
+            branch_label=branch_label,
+            version_path=version_path,
+            rev_id=rev_id,
+        )
+
+
+def migrate(
+    directory: PathLike | None = None,
+    message: str | None = None,
+    sql: bool = False,
+    head: str = "head",
+    splice: bool = False,
+    branch_label: str | None = None,
+    version_path: str | None = None,
+    rev_id: str | None = None,
+    x_arg: str | Iterable[str] | None = None,
+    *,
+    exit_code: bool = False,
+) -> Any:
+    """Autogenerate a new revision file by comparing the models with the database.
+
+    :param exit_code: raise :class:`NoChangesError` when nothing was written.
+    :return: the written Alembic Script, or ``None`` when there were no changes.
+    """
+    from alembic import command
+
+    config = _config(directory, x_arg=x_arg, opts=["autogenerate"])
+    with _explained(directory):
+        written = command.revision(
+            config,
+            message,
+            autogenerate=True,
+            sql=sql,
+            head=head,
+            splice=splice,
+            branch_label=branch_label,
+            version_path=version_path,
+            rev_id=rev_id,
+        )
+    if not written:
+        if exit_code:
+            raise NoChangesError("No changes in schema detected: no revision was written.")
+        return None
+    return written
+
+
+def edit(directory: PathLike | None = None, revision: str = "current") -> None:
+    """Open a revision file in $EDITOR."""
+    from alembic import command
+
+    config = _config(directory)
+    with _explained(directory):
+        command.edit(config, revision)
+
+
+def merge(
+    directory: PathLike | None = None,
+    revisions: str | Sequence[str] = "",
+    message: str | None = None,
+    branch_label: str | None = None,
+    rev_id: str | None = None,
+) -> Any:
+    """Merge two or more revisions into a new revision file."""
+    from alembic import command
+
+    config = _config(directory)
+    with _explained(directory):
+        return command.merge(
+            config, revisions, message=message, branch_label=branch_label, rev_id=rev_id
+        )
+
+
+def upgrade(
+    directory: PathLike | None = None,
+    revision: str = "head",
+    sql: bool = False,
+    tag: str | None = None,
+    x_arg: str | Iterable[str] | None = None,
+) -> None:
+    """Upgrade the database to a later revision."""
+    from alembic import command
+
+    config = _config(directory, x_arg=x_arg)
+    with _explained(directory):
+        command.upgrade(config, revision, sql=sql, tag=tag)
+
+
+def downgrade(
+    directory: PathLike | None = None,
+    revision: str = "-1",
+    sql: bool = False,
+    tag: str | None = None,
+    x_arg: str | Iterable[str] | None = None,
+) -> None:
+    """Revert the database to an earlier revision."""
+    from alembic import command
+
+    config = _config(directory, x_arg=x_arg)
+    if sql and revision == "-1":
+        revision = "head:-1"
+    with _explained(directory):
+        command.downgrade(config, revision, sql=sql, tag=tag)
+
+
+def show(directory: PathLike | None = None, revision: str = "head") -> None:
+    """Show the revision denoted by the given symbol."""
+    from alembic import command
+
+    config = _config(directory, need_db=False)
+    with _explained(directory):
+        command.show(config, revision)
+
+
+def history(
+    directory: PathLike | None = None,
+    rev_range: str | None = None,
+    verbose: bool = False,
+    indicate_current: bool = False,
+) -> None:
+    """List the revisions in chronological order."""
+    from alembic import command
+
+    config = _config(directory, need_db=indicate_current)
+    with _explained(directory):
+        command.history(config, rev_range, verbose=verbose, indicate_current=indicate_current)
+
+
+def heads(
+    directory: PathLike | None = None,
+    verbose: bool = False,
+    resolve_dependencies: bool = False,
+) -> None:
+    """Show the head revisions of the migrations folder."""
+    from alembic import command
+
+    config = _config(directory, need_db=False)
+    with _explained(directory):
+        command.heads(config, verbose=verbose, resolve_dependencies=resolve_dependencies)
+
+
+def branches(directory: PathLike | None = None, verbose: bool = False) -> None:
+    """Show the branch points of the history."""
+    from alembic import command
+
+    config = _config(directory, need_db=False)
+    with _explained(directory):
+        command.branches(config, verbose=verbose)
+
+
+def current(directory: PathLike | None = None, verbose: bool = False) -> None:
+    """Show the revision the database is at."""
+    from alembic import command
+
+    config = _config(directory)
+    with _explained(directory):
+        command.current(config, verbose=verbose)
+
+
+def stamp(
+    directory: PathLike | None = None,
+    revision: str = "head",
+    sql: bool = False,
+    tag: str | None = None,
+    purge: bool = False,
+) -> None:
+    """Record a revision in the database without running any migration."""
+    from alembic import command
+
+    config = _config(directory)
+    with _explained(directory):
+        command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
+
+
+def check(directory: PathLike | None = None) -> None:
+    """Fail if the models have changes that no migration covers yet."""
+    from alembic import command
+
+    config = _config(directory)
+    with _explained(directory):
+        command.check(config)

@@ -1,0 +1,84 @@
+"""The exceptions Flask-Evolve raises, and the translation of Alembic's errors into one-line advice."""
+
+from __future__ import annotations
+
+import re
+
+
+class MigrationError(Exception):
+    """A command could not do what was asked; the message says what to do next.
+
+    The programmatic commands (``flask_evolve.upgrade()`` …) raise this where
+    Flask-Migrate would call ``sys.exit(1)``, so an app can call them at start-up
+    and decide itself what a failure means.
+    """
+
+    exit_code = 1
+
+
+class NoDatabaseError(MigrationError):
+    """``Migrate`` was never given a database object."""
+
+
+class NoChangesError(MigrationError):
+    """``migrate --exit-code`` found nothing to write."""
+
+
+class UserInputError(MigrationError):
+    """A revision argument, option or file given by the user is wrong."""
+
+    exit_code = 2
+
+
+_MULTIPLE_HEADS = re.compile(r"Multiple head revisions are present|Multiple heads are present")
+_UNKNOWN_DB_REVISION = re.compile(r"Can't locate revision identified by '([^']+)'")
+_MISSING_DIR = re.compile(r"Path doesn't exist: '?([^'.]+(?:\.[^'.]+)*)'?")
+
+
+def explain_alembic_error(
+    message: str,
+    *,
+    directory: str,
+    command: str = "db",
+    database_revisions: tuple[str, ...] = (),
+) -> str:
+    """Turn an Alembic ``CommandError`` message into one line that says what to run next.
+
+    :param message: the Alembic error text.
+    :param directory: the migrations folder, for the advice.
+    :param command: the CLI group name (``db`` unless renamed).
+    :param database_revisions: the revisions the database records, if known,
+        to tell an unknown database revision from a typo in an argument.
+    """
+    first_line = message.strip().splitlines()[0] if message.strip() else message
+    flask_cmd = f"flask {command}"
+    if "Path doesn't exist" in first_line or "No 'script_location' key found" in first_line:
+        return (
+            f"No migrations folder at '{directory}': run `{flask_cmd} init` to create it, "
+            f"or pass -d/--directory."
+        )
+    if _MULTIPLE_HEADS.search(first_line):
+        return (
+            f"'{directory}' has more than one head revision: run `{flask_cmd} merge heads` "
+            f"to join them, or name one (`{flask_cmd} heads` lists them)."
+        )
+    unknown = _UNKNOWN_DB_REVISION.search(first_line)
+    if unknown:
+        rev = unknown.group(1)
+        if rev in database_revisions:
+            return (
+                f"The database is at revision '{rev}', which '{directory}' does not contain: "
+                f"restore that revision file, or run `{flask_cmd} stamp --purge head` "
+                f"if the schema already matches head."
+            )
+        return (
+            f"No revision '{rev}' in '{directory}': `{flask_cmd} history` lists the revisions."
+        )
+    if "Target database is not up to date" in first_line:
+        return (
+            f"The database is not at the head revision: run `{flask_cmd} upgrade` first, "
+            f"then try again."
+        )
+    if first_line.startswith("Directory ") and "already exists" in first_line:
+        return f"{first_line.rstrip('.')}: it is already a migrations folder, nothing to do."
+    return first_line
