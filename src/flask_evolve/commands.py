@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -74,11 +74,21 @@ def _config(
     x_arg: str | Iterable[str] | None = None,
     opts: Iterable[str] | None = None,
     need_db: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> AlembicConfig:
+    """The Alembic Config for a command, carrying Flask-Evolve's options for the pipeline.
+
+    :param options: per-invocation options (CLI flags); they override the ones
+        given to ``Migrate(...)``.
+    """
+    from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
+
     migrate = _migrate_extension()
     if need_db:
         migrate.require_db()
-    return migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    config.attributes[OPTIONS_ATTRIBUTE] = {**migrate.evolve_options, **(options or {})}
+    return config
 
 
 def list_templates() -> list[tuple[str, str]]:
@@ -175,15 +185,18 @@ def migrate(
     x_arg: str | Iterable[str] | None = None,
     *,
     exit_code: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Autogenerate a new revision file by comparing the models with the database.
 
     :param exit_code: raise :class:`NoChangesError` when nothing was written.
+    :param options: Flask-Evolve options for this run (rename hints, …), read
+        by the autogenerate pipeline; they override those given to ``Migrate``.
     :return: the written Alembic Script, or ``None`` when there were no changes.
     """
     from alembic import command
 
-    config = _config(directory, x_arg=x_arg, opts=["autogenerate"])
+    config = _config(directory, x_arg=x_arg, opts=["autogenerate"], options=options)
     with _explained(directory):
         written = command.revision(
             config,

@@ -1,0 +1,48 @@
+"""Shared fixtures: a Project per test, on a fresh SQLite file and on a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Project
+
+# pytest_plugins = ["tests.postgres_server"]
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    request.applymarker(pytest.mark.postgresql)
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file, for behaviour that only SQLite has."""
+    return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+@pytest.fixture
+def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
+    """A project folder with the database of the current parameter."""
+    path = tmp_path / "project"
+    path.mkdir()
+    project = Project(path, database_url)
+    yield project
+    project.dispose()
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path, sqlite_url: str) -> Iterator[Project]:
+    path = tmp_path / "project"
+    path.mkdir()
+    project = Project(path, sqlite_url)
+    yield project
+    project.dispose()
