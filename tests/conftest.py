@@ -9,7 +9,7 @@ import pytest
 
 from tests.harness import Project
 
-# pytest_plugins = ["tests.postgres_server"]
+pytest_plugins = ["tests.postgres_server"]
 
 DATABASES = ["sqlite", "postgresql"]
 
