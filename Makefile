@@ -19,11 +19,11 @@ demo: venv
 
 test: venv
 	if [ -f scripts/ensure-postgres ]; then bash scripts/ensure-postgres; fi
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check .
 
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
