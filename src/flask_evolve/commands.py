@@ -128,7 +128,9 @@ def init(
     directory = _directory(directory)
     template_directory = None
     if template is not None and ("/" in template or "\\" in template):
-        template_directory, template = os.path.split(os.path.normpath(template))
+        # "./custom" must stay a path: split before normalising it away.
+        template_directory, template = os.path.split(template.rstrip("/\\"))
+        template_directory = template_directory or os.curdir
         if not os.path.isdir(os.path.join(template_directory, template)):
             raise MigrationError(
                 f"No template folder at '{os.path.join(template_directory, template)}': "
