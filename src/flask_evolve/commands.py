@@ -51,8 +51,11 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     """Turn Alembic's errors into one-line MigrationErrors that say what to run next."""
     from alembic.util import CommandError
 
+    from flask_evolve.runtime.logs import app_logging_preserved
+
     try:
-        yield
+        with app_logging_preserved():
+            yield
     except MigrationError:
         raise
     except CommandError as exc:
@@ -126,6 +129,7 @@ def init(
     from flask_evolve.extension import _alembic_config_class
 
     directory = _directory(directory)
+    _migrate_extension().require_db()
     template_directory = None
     if template is not None and ("/" in template or "\\" in template):
         # "./custom" must stay a path: split before normalising it away.

@@ -53,6 +53,10 @@ class _MigrateConfig:
         dict has none, so they run our pipeline too. Built on first use, so that
         app start-up imports nothing of Alembic.
         """
+        from flask_evolve.runtime.logs import keep_progress_visible
+
+        # Old env.py files read this right after their fileConfig() call.
+        keep_progress_visible()
         if self._configure_args is None:
             from flask_evolve.autogen.pipeline import make_process_revision_directives
             from flask_evolve.environment import bind_names
