@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Project
 
@@ -46,3 +47,19 @@ def sqlite_project(tmp_path: Path, sqlite_url: str) -> Iterator[Project]:
     project = Project(path, sqlite_url)
     yield project
     project.dispose()
+
+
+@pytest.fixture
+def second_database_url(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Iterator[str]:
+    """Another fresh database on the same server as ``database_url``, for SQLALCHEMY_BINDS."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'bind.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        name = sa.make_url(url).database
+        assert name is not None
+        server.drop_database(name)
