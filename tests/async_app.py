@@ -1,4 +1,4 @@
-"""A Flask app whose db object exposes AsyncEngines, the way Alchemical's aio API does (aioflask templates)."""
+"""A Flask app whose db object hands out AsyncEngines, as Alchemical's aio API does (aioflask templates)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logging around a migration command: our progress lines stay visible, the app's loggers stay as they were."""
+"""Logging around a command: our progress lines stay visible, the app's loggers stay as they were."""
 
 from __future__ import annotations
 
