@@ -80,7 +80,9 @@ def test_offline_sql_leaves_the_database_alone(project: Project) -> None:
 
     upgrade_sql = project.flask("db", "upgrade", "--sql", "r1:r2").stdout
     assert "ADD COLUMN email VARCHAR(120)" in upgrade_sql
-    assert "UPDATE alembic_version SET version_num='r2' WHERE alembic_version.version_num = 'r1'" in upgrade_sql
+    assert (
+        "UPDATE alembic_version SET version_num='r2' WHERE alembic_version.version_num = 'r1'" in upgrade_sql
+    )
     assert project.version() == ["r1"]
 
     full = project.flask("db", "upgrade", "--sql").stdout
