@@ -1,4 +1,4 @@
-"""Running revisions through `flask db`: upgrade, downgrade, current, stamp and check, online and offline (--sql)."""
+"""Running revisions through `flask db`: upgrade, downgrade, current, stamp, check, online and with --sql."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ depends_on = None
 def upgrade():
     op.create_table("audit", sa.Column("tag", sa.String(50)), sa.Column("x", sa.String(200)))
     x = context.get_x_argument(as_dictionary=True)
-    row = {{"tag": context.get_tag_argument() or "", "x": ",".join(f"{{k}}={{v}}" for k, v in sorted(x.items()))}}
+    pairs = ",".join(f"{{k}}={{v}}" for k, v in sorted(x.items()))
+    row = {{"tag": context.get_tag_argument() or "", "x": pairs}}
     op.execute(sa.text("INSERT INTO audit (tag, x) VALUES (:tag, :x)").bindparams(**row))
 
 
