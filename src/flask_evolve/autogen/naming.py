@@ -7,9 +7,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.operations import ops
-
-from flask_evolve.autogen.batch import BatchTableOps
 
 if TYPE_CHECKING:
     from flask_evolve.autogen.pipeline import RewriteContext
@@ -123,6 +120,8 @@ def _max_length(ctx: RewriteContext) -> int | None:
 
 
 def _walk(container: Any) -> Iterator[tuple[Any, Any]]:
+    from alembic.operations import ops
+
     for op in container.ops:
         if isinstance(op, ops.ModifyTableOps):
             for sub in op.ops:
@@ -132,6 +131,8 @@ def _walk(container: Any) -> Iterator[tuple[Any, Any]]:
 
 
 def _name_for_op(op: Any, convention: Mapping[str, Any], max_length: int | None) -> str | None:
+    from alembic.operations import ops
+
     if isinstance(op, ops.CreateUniqueConstraintOp):
         return convention_name("uq", op.table_name, op.columns, convention=convention, max_length=max_length)
     if isinstance(op, ops.CreateForeignKeyOp):
@@ -186,7 +187,9 @@ def _is_unnamed(constraint: sa.Constraint) -> bool:
     return not isinstance(constraint.name, str) or not constraint.name
 
 
-def _named_create_table(op: ops.CreateTableOp, convention: Mapping[str, Any], max_length: int | None) -> Any:
+def _named_create_table(op: Any, convention: Mapping[str, Any], max_length: int | None) -> Any:
+    from alembic.operations import ops
+
     table = op.to_table()
     changed = False
     for constraint in table.constraints:
@@ -205,6 +208,8 @@ def _named_create_table(op: ops.CreateTableOp, convention: Mapping[str, Any], ma
 
 def _name_tree(container: Any, convention: Mapping[str, Any] | None, max_length: int | None) -> list[str]:
     """Name the unnamed constraints of one op tree; return the tables whose batch must name reflected ones."""
+    from alembic.operations import ops
+
     needs_reflected_names: list[str] = []
     fallback = convention or NAMING_CONVENTION
     for index, op in enumerate(list(container.ops)):
@@ -224,6 +229,10 @@ def _name_tree(container: Any, convention: Mapping[str, Any] | None, max_length:
 
 
 def _with_batch_convention(container: Any, tables: Sequence[str], convention: Mapping[str, Any]) -> None:
+    from alembic.operations import ops
+
+    from flask_evolve.autogen.batch import BatchTableOps
+
     for index, op in enumerate(container.ops):
         if isinstance(op, ops.ModifyTableOps) and op.table_name in tables:
             container.ops[index] = BatchTableOps.from_modify(op, naming_convention=dict(convention))
@@ -265,6 +274,10 @@ def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str]]]:
 def _add_sqlite_unique_drops(
     ctx: RewriteContext, convention: Mapping[str, Any], max_length: int | None
 ) -> None:
+    from alembic.operations import ops
+
+    from flask_evolve.autogen.batch import BatchTableOps
+
     for table, columns in _dropped_sqlite_uniques(ctx):
         name = convention_name("uq", table, columns, convention=convention, max_length=max_length)
         constraint = sa.UniqueConstraint(*columns, name=name)
