@@ -48,10 +48,17 @@ def scripts(project: Project) -> list[Path]:
     return sorted((project.migrations / "versions").glob("*.py"), key=lambda p: p.stat().st_mtime)
 
 
-def start(project: Project) -> None:
-    """An upgraded project with the original models and rows in both tables."""
+def start(project: Project, *, convention: bool = False) -> None:
+    """An upgraded project with the original models and rows in both tables.
+
+    Without ``convention`` the migrations folder is one Flask-Migrate would have
+    made, so the database names its constraints itself, as create_all() does.
+    """
     project.write_app(models())
     project.flask("db", "init")
+    if not convention:
+        ini = project.migrations / "alembic.ini"
+        ini.write_text(ini.read_text().split("[flask_evolve]")[0])
     project.flask("db", "migrate", "-m", "initial")
     project.flask("db", "upgrade")
     project.execute("INSERT INTO company (cid, cname, clocation) VALUES (1, 'Acme', 'Paris')")
@@ -75,8 +82,32 @@ def reference_url(request: pytest.FixtureRequest, database_url: str, tmp_path: P
         server.drop_database(sa.make_url(url).database)
 
 
-def create_all_schema(project: Project, url: str) -> dict[str, object]:
-    """The schema create_all() makes from the project's current models, on a fresh database."""
+def object_names(engine: sa.Engine) -> dict[str, object]:
+    """Index names everywhere; on PostgreSQL also constraint and serial sequence names.
+
+    SQLite keeps a renamed column's constraint names (changing one means copying the table).
+    """
+    inspector = sa.inspect(engine)
+    names: dict[str, object] = {}
+    for table in inspector.get_table_names():
+        if table == "alembic_version":
+            continue
+        found = sorted(i["name"] for i in inspector.get_indexes(table) if not i.get("duplicates_constraint"))
+        if engine.dialect.name == "postgresql":
+            found += sorted(u["name"] for u in inspector.get_unique_constraints(table))
+            found += sorted(f["name"] for f in inspector.get_foreign_keys(table))
+            found.append(inspector.get_pk_constraint(table)["name"])
+        names[table] = found
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            names["sequences"] = sorted(
+                connection.execute(sa.text("SELECT relname FROM pg_class WHERE relkind = 'S'")).scalars()
+            )
+    return names
+
+
+def create_all_schema(project: Project, url: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The schema (and object names) create_all() makes from the current models, on a fresh database."""
     subprocess.run(
         [sys.executable, "-c", "from app import app, db\nwith app.app_context(): db.create_all()"],
         cwd=project.path,
@@ -85,7 +116,7 @@ def create_all_schema(project: Project, url: str) -> dict[str, object]:
     )
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        return snapshot_schema(engine)
+        return snapshot_schema(engine), object_names(engine)
     finally:
         engine.dispose()
 
@@ -95,16 +126,16 @@ def round_trip(project: Project, reference_url: str, *migrate_args: str) -> str:
 
     Returns the text of the written script.
     """
-    before = project.schema()
+    before = project.schema(), object_names(project.engine)
     migrate = project.flask("db", "migrate", "-m", "change", *migrate_args)
     script = scripts(project)[-1].read_text()
     assert "Generating" in migrate.stdout
     project.flask("db", "upgrade")
-    assert project.schema() == create_all_schema(project, reference_url)
+    assert (project.schema(), object_names(project.engine)) == create_all_schema(project, reference_url)
     again = project.flask("db", "migrate", "--exit-code", ok=False)
     assert "No changes in schema detected" in again.output
     project.flask("db", "downgrade")
-    assert project.schema() == before
+    assert (project.schema(), object_names(project.engine)) == before
     project.flask("db", "upgrade")
     return script + "\n" + migrate.stderr
 
@@ -148,6 +179,27 @@ def test_table_rename_referenced_by_a_foreign_key(project: Project, reference_ur
     assert "organization" not in project.tables()
     assert project.rows("company") == [{"cid": 1, "cname": "Acme", "clocation": "Paris"}]
     assert project.schema()["employee"]["foreign_keys"] == [(("company_id",), "company", ("cid",))]
+
+
+def test_names_that_follow_the_convention_follow_the_rename(project: Project) -> None:
+    start(project, convention=True)
+    project.write_app(models(Company="Organization", company="organization", name="full_name", email="mail"))
+    project.flask("db", "migrate")
+    project.flask("db", "upgrade")
+    names = object_names(project.engine)
+    assert names["employee"][0] == "ix_employee_mail"
+    if project.dialect == "postgresql":
+        assert names["employee"][1:] == [
+            "uq_employee_full_name",
+            "fk_employee_company_id_organization",
+            "pk_employee",
+        ]
+        assert names["organization"] == ["uq_organization_cname", "pk_organization"]
+        assert names["sequences"] == ["employee_id_seq", "organization_cid_seq"]
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output
+    project.flask("db", "downgrade")
+    assert object_names(project.engine)["employee"][0] == "ix_employee_email"
 
 
 def test_rename_and_add_in_one_migration(project: Project, reference_url: str) -> None:

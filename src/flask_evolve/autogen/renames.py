@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import renderers
 from alembic.operations import ops
 
+from flask_evolve.autogen.naming import NAMING_CONVENTION, convention_in_force, convention_name
 from flask_evolve.autogen.rename_policy import (
     ColumnRename,
     Decision,
@@ -97,6 +98,28 @@ class RenameTableOp(ops.RenameTableOp):
             schema=self.schema,
             comment=f"undo rename {self.table_name} -> {self.new_table_name}",
         )
+
+
+def _pg_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RenameObjectOp(ops.ExecuteSQLOp):
+    """PostgreSQL: rename an index, a constraint or a sequence in place (``op.execute``), no rebuild.
+
+    ``table`` is the table's name when the op runs (after any table rename).
+    """
+
+    def __init__(self, kind: str, old: str, new: str, *, table: str = "") -> None:
+        self.kind, self.old, self.new, self.table = kind, old, new, table
+        if kind == "constraint":
+            sql = f"ALTER TABLE {_pg_quote(table)} RENAME CONSTRAINT {_pg_quote(old)} TO {_pg_quote(new)}"
+        else:
+            sql = f"ALTER {kind.upper()} {_pg_quote(old)} RENAME TO {_pg_quote(new)}"
+        super().__init__(sql)
+
+    def reverse(self) -> RenameObjectOp:
+        return RenameObjectOp(self.kind, self.new, self.old, table=self.table)
 
 
 def _comment_lines(comment: str) -> list[str]:
@@ -328,6 +351,14 @@ class Schemas:
     models: Mapping[str, sa.Table]
     types_differ: TypesDiffer
     dialect: sa.Dialect | None = None
+    #: The naming convention in force for the project, if any (flask_evolve.autogen.naming).
+    convention: Mapping[str, Any] | None = None
+    #: PostgreSQL: the sequence a serial/identity column takes its values from.
+    serial_sequence: Callable[[str, str], str | None] | None = None
+
+    @property
+    def dialect_name(self) -> str:
+        return self.dialect.name if self.dialect is not None else ""
 
 
 def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -> list[TableRename]:
@@ -572,10 +603,45 @@ def _involved(item: Item, table: str, names: RenameMap, renamed_table: bool) -> 
     )
 
 
+def _pattern_names(item: Item, table: str, columns: Sequence[str], schemas: Schemas) -> list[str]:
+    """Names the database would have given ``item`` by itself: the convention's, PostgreSQL's defaults."""
+    kind = {"unique": "uq", "fk": "fk", "index": "ix"}[item.kind]
+    names = [
+        convention_name(
+            kind,
+            table,
+            columns,
+            referred_table=item.referred_table,
+            convention=schemas.convention or NAMING_CONVENTION,
+        )
+    ]
+    if schemas.dialect_name == "postgresql" and item.kind in ("unique", "fk"):
+        names.append(f"{table}_{'_'.join(columns)}_{'key' if item.kind == 'unique' else 'fkey'}")
+    return names
+
+
+def _target_name(
+    match: Item, item: Item, old: str, new: str, names: RenameMap, schemas: Schemas
+) -> str | None:
+    """The name the database object should have after the renames, or None to keep its own."""
+    if item.name is not None:
+        return item.name
+    if match.name is None:
+        return None
+    before = _pattern_names(match, old, match.columns, schemas)
+    if match.name not in before:
+        return None  # a name someone chose: keep it
+    after = _pattern_names(item, new, item.columns, schemas)
+    target = after[before.index(match.name)]
+    max_length = getattr(schemas.dialect, "max_identifier_length", None) or 63
+    return target if len(target) <= max_length else None
+
+
 @dataclass
 class _Layout:
     before: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
     after: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
+    in_place: list[Any] = field(default_factory=list)
 
     def drop(self, table: str, op: Any) -> None:
         self.before.setdefault(table, ops.ModifyTableOps(table, []))
@@ -591,13 +657,16 @@ def _reconcile(
     db_table: sa.Table,
     model_table: sa.Table,
     names: RenameMap,
+    schemas: Schemas,
     layout: _Layout,
 ) -> None:
     """Make the constraints and indexes of one renamed (or renaming-affected) table come out right.
 
-    What a rename carries along (same columns, compatible name) loses its drop
-    and create ops; what must change name is dropped before the renames and
-    created after them, so the downgrade, reversed, runs in a valid order too.
+    What a rename carries along loses its drop and create ops. A name that must
+    follow the rename (given by the models, or by a pattern the old name
+    followed) is renamed in place on PostgreSQL; elsewhere it is dropped before
+    the renames and created after them, so the reversed downgrade runs in a valid
+    order too. SQLite keeps a constraint's old name rather than copy the table for it.
     """
     old, new = db_table.name, model_table.name
     renamed_table = old != new
@@ -611,13 +680,50 @@ def _reconcile(
             continue
         db_items.remove(match)
         _remove(upgrade_ops, lambda op, m=match: _drops(op, m, (old, new)))  # type: ignore[misc]
-        same_name = item.name is None or match.name is None or item.name == match.name
-        if same_name:
+        target = _target_name(match, item, old, new, names, schemas)
+        if target is None or target == match.name or (
+            item.name is None and item.kind != "index" and schemas.dialect_name != "postgresql"
+        ):
             _remove(upgrade_ops, lambda op, i=item: _creates(op, i, new))  # type: ignore[misc]
+            continue
+        if schemas.dialect_name == "postgresql" and match.name is not None:
+            _remove(upgrade_ops, lambda op, i=item: _creates(op, i, new))  # type: ignore[misc]
+            kind = "index" if item.kind == "index" else "constraint"
+            layout.in_place.append(RenameObjectOp(kind, match.name, target, table=new))
             continue
         layout.drop(old, _drop_op(match))
         if not any(_creates(op, item, new) for _, op in _walk(upgrade_ops)):
             layout.create(new, _create_op(item))
+
+
+def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap) -> list[Any]:
+    """PostgreSQL: primary keys and serial sequences whose default names follow a renamed table or column."""
+    if schemas.dialect_name != "postgresql":
+        return []
+    found: list[Any] = []
+    for rename in renames:
+        if isinstance(rename, TableRename):
+            db_table = schemas.database[rename.old]
+            pk_name = db_table.primary_key.name if db_table.primary_key is not None else None
+            convention = schemas.convention or NAMING_CONVENTION
+            patterns = [
+                (f"{rename.old}_pkey", f"{rename.new}_pkey"),
+                (convention_name("pk", rename.old, [], convention=convention),
+                 convention_name("pk", rename.new, [], convention=convention)),
+            ]
+            for before, after in patterns:
+                if pk_name == before and len(after) <= 63:
+                    found.append(RenameObjectOp("constraint", before, after, table=rename.new))
+                    break
+            pairs = [(rename.old, c.name, rename.new, c.name) for c in db_table.c]
+        else:
+            pairs = [(rename.table, rename.old, rename.table, rename.new)]
+        for table, column, new_table, new_column in pairs:
+            sequence = schemas.serial_sequence(table, column) if schemas.serial_sequence else None
+            wanted = f"{new_table}_{new_column}_seq"
+            if sequence == f"{table}_{column}_seq" and len(wanted) <= 63:
+                found.append(RenameObjectOp("sequence", sequence, wanted))
+    return found
 
 
 def _comment(rename: Rename) -> str:
@@ -657,7 +763,7 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
     for model_name, model_table in schemas.models.items():
         db_table = schemas.database.get(old_by_new.get(model_name, model_name))
         if db_table is not None:
-            _reconcile(upgrade_ops, db_table, model_table, names, layout)
+            _reconcile(upgrade_ops, db_table, model_table, names, schemas, layout)
 
     rename_ops: list[Any] = []
     for rename in renames:
@@ -679,6 +785,8 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
     upgrade_ops.ops[:] = [
         *layout.before.values(),
         *rename_ops,
+        *layout.in_place,
+        *_renamed_keys(schemas, renames, names),
         *upgrade_ops.ops,
         *layout.after.values(),
     ]
@@ -706,6 +814,20 @@ def _database_tables(connection: sa.Connection) -> dict[str, sa.Table]:
     reflected = sa.MetaData()
     reflected.reflect(bind=connection)
     return {t.name: t for t in reflected.tables.values() if t.schema is None}
+
+
+def _serial_sequence_lookup(connection: sa.Connection) -> Callable[[str, str], str | None] | None:
+    if connection.dialect.name != "postgresql":
+        return None
+
+    def lookup(table: str, column: str) -> str | None:
+        found = connection.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": _pg_quote(table), "column": column},
+        ).scalar()
+        return str(found).rpartition(".")[2].strip('"') if found else None
+
+    return lookup
 
 
 def summary_lines(renames: Sequence[Rename]) -> list[str]:
@@ -739,6 +861,8 @@ def detect_renames(ctx: RewriteContext) -> None:
         models=_model_tables(migration_context.opts.get("target_metadata")),
         types_differ=lambda db_column, model_column: bool(impl.compare_type(db_column, model_column)),
         dialect=migration_context.dialect,
+        convention=convention_in_force(ctx),
+        serial_sequence=_serial_sequence_lookup(connection),
     )
     outcome = choose_renames(
         changes,
