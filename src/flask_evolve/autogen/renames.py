@@ -810,9 +810,17 @@ def _model_tables(target_metadata: Any) -> dict[str, sa.Table]:
     return tables
 
 
-def _database_tables(connection: sa.Connection) -> dict[str, sa.Table]:
+def _database_tables(connection: sa.Connection, upgrade_ops: ops.UpgradeOps) -> dict[str, sa.Table]:
+    """Reflect only what a rename could touch: dropped tables and tables the tree changes
+    (foreign keys pull in the tables they refer to)."""
+    wanted = {
+        op.table_name
+        for op in upgrade_ops.ops
+        if isinstance(op, (ops.DropTableOp, ops.ModifyTableOps)) and op.schema is None
+    }
+    existing = set(sa.inspect(connection).get_table_names())
     reflected = sa.MetaData()
-    reflected.reflect(bind=connection)
+    reflected.reflect(bind=connection, only=sorted(wanted & existing))
     return {t.name: t for t in reflected.tables.values() if t.schema is None}
 
 
@@ -857,7 +865,7 @@ def detect_renames(ctx: RewriteContext) -> None:
         return
     impl = migration_context.impl
     schemas = Schemas(
-        database=_database_tables(connection),  # type: ignore[arg-type]
+        database=_database_tables(connection, ctx.upgrade_ops),  # type: ignore[arg-type]
         models=_model_tables(migration_context.opts.get("target_metadata")),
         types_differ=lambda db_column, model_column: bool(impl.compare_type(db_column, model_column)),
         dialect=migration_context.dialect,
