@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import Project, snapshot_schema
+from tests.harness import Project, Result, snapshot_schema
 
 MODELS = """
 class {Company}(db.Model):
@@ -42,6 +43,11 @@ ORIGINAL = {
 
 def models(**changes: str) -> str:
     return MODELS.format(**{**ORIGINAL, **changes})
+
+
+def adds(script: str, column: str) -> bool:
+    """Whether the script adds ``employee.<column>`` (in a batch block or not)."""
+    return re.search(rf"add_column\(('employee', )?sa\.Column\('{column}'", script) is not None
 
 
 def scripts(project: Project) -> list[Path]:
@@ -209,7 +215,7 @@ def test_rename_and_add_in_one_migration(project: Project, reference_url: str) -
     output = round_trip(project, reference_url)
 
     assert "rename assumed: employee.name -> full_name" in output
-    assert "add_column(sa.Column('age'" in output
+    assert adds(output, "age")
     assert project.rows("employee", order_by="id")[0] == {
         "id": 1,
         "full_name": "Ada",
@@ -247,7 +253,7 @@ def test_ambiguous_renames_are_refused_with_the_flags_that_settle_them(sqlite_pr
     project.flask("db", "migrate", "--rename", "employee.email=mail")
     script = scripts(project)[-1].read_text()
     assert "rename from --rename: employee.email -> mail" in script
-    assert "add_column(sa.Column('backup_mail'" in script
+    assert adds(script, "backup_mail")
     project.flask("db", "upgrade")
     assert project.rows("employee", order_by="id")[0]["mail"] == "ada@example.com"
 
@@ -303,23 +309,30 @@ def test_renamed_from_hints_on_the_models_and_no_churn_afterwards(project: Proje
     assert "No changes in schema detected" in again.output
 
 
+def no_rename(migrate: Result, script: str) -> bool:
+    """Drop + add was written (whatever the SQLite plan renders it as), no rename."""
+    return (
+        "new_column_name" not in script
+        and "flask-evolve: rename" not in script
+        and "Rename column" not in migrate.stderr
+        and "Detected removed column 'employee.name'" in migrate.stderr
+    )
+
+
 def test_no_renames_gives_drop_and_add(sqlite_project: Project) -> None:
     project = sqlite_project
     start(project)
     project.write_app(models(name="full_name"))
-    project.flask("db", "migrate", "--no-renames")
-    script = scripts(project)[-1].read_text()
-    assert "drop_column('name')" in script
-    assert "add_column(sa.Column('full_name'" in script
-    assert "flask-evolve: rename" not in script
+    migrate = project.flask("db", "migrate", "--no-renames")
+    assert no_rename(migrate, scripts(project)[-1].read_text())
 
 
 def test_rename_policy_off_on_the_extension(sqlite_project: Project) -> None:
     project = sqlite_project
     start(project)
     project.write_app(models(name="full_name"), migrate_args='rename_policy="off"')
-    project.flask("db", "migrate")
-    assert "drop_column('name')" in scripts(project)[-1].read_text()
+    migrate = project.flask("db", "migrate")
+    assert no_rename(migrate, scripts(project)[-1].read_text())
 
 
 @pytest.mark.parametrize(("answer", "renamed"), [("y\n", True), ("n\n", False)])
@@ -333,7 +346,7 @@ def test_terminal_prompt_asks_like_django(sqlite_project: Project, answer: str, 
     assert "Did you rename employee.name to employee.full_name (VARCHAR(80))? [y/N]" in migrate.stderr
     script = scripts(project)[-1].read_text()
     assert ("rename confirmed at the prompt: employee.name -> full_name" in script) is renamed
-    assert ("drop_column('name')" in script) is not renamed
+    assert no_rename(migrate, script) is not renamed
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script(1) for a real terminal")
