@@ -206,12 +206,16 @@ def _named_create_table(op: Any, convention: Mapping[str, Any], max_length: int 
     return named
 
 
-def _name_tree(container: Any, convention: Mapping[str, Any] | None, max_length: int | None) -> list[str]:
+def _name_tree(
+    container: Any,
+    convention: Mapping[str, Any] | None,
+    max_length: int | None,
+    fallback: Mapping[str, Any],
+) -> list[str]:
     """Name the unnamed constraints of one op tree; return the tables whose batch must name reflected ones."""
     from alembic.operations import ops
 
     needs_reflected_names: list[str] = []
-    fallback = convention or NAMING_CONVENTION
     for index, op in enumerate(list(container.ops)):
         if convention is not None and isinstance(op, ops.CreateTableOp):
             container.ops[index] = _named_create_table(op, convention, max_length)
@@ -300,7 +304,9 @@ def name_constraints(ctx: RewriteContext) -> None:
     max_length = _max_length(ctx)
     fallback = convention or NAMING_CONVENTION
     _add_sqlite_unique_drops(ctx, fallback, max_length)
-    for tree in (ctx.upgrade_ops, ctx.downgrade_ops):
-        tables = _name_tree(tree, convention, max_length)
+    # A table the downgrade re-creates gets back the names it had (none, on SQLite),
+    # so only the upgrade names new tables' constraints by the convention.
+    for tree, tree_convention in ((ctx.upgrade_ops, convention), (ctx.downgrade_ops, None)):
+        tables = _name_tree(tree, tree_convention, max_length, fallback)
         if tables:
             _with_batch_convention(tree, tables, fallback)
