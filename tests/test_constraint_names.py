@@ -79,16 +79,14 @@ def test_new_projects_name_their_constraints_by_the_convention(project: Project)
     assert_no_changes(project)
 
 
-def test_existing_projects_keep_their_names(project: Project) -> None:
-    start(project, existing=True, name_args=", unique=True")
-    assert "name='uq_employee_name'" not in latest_script(project)
-    assert_no_changes(project)
-
-
-def test_unique_and_foreign_key_added_later_get_names_and_work(project: Project) -> None:
+def test_existing_project_unique_and_foreign_key_added_later_get_names_and_work(project: Project) -> None:
     # Flask-Migrate renders create_unique_constraint(None, ...) here, which SQLite's
     # batch mode rejects with "Constraint must have a name".
     start(project, existing=True)
+    # An existing project's names are its own: no convention on its tables.
+    assert "pk_employee" not in latest_script(project)
+    assert_no_changes(project)
+
     project.write_app(models(name_args=", unique=True", extra=FK_COLUMN))
     project.flask("db", "migrate", "-m", "unique and fk")
     script = latest_script(project)
