@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 #: ``Column(..., info={RENAMED_FROM: "old"})`` and ``__table_args__ = {"info": {RENAMED_FROM: "old"}}``.
 RENAMED_FROM = "renamed_from"
+
+SQLITE_RENAME_COLUMN = (3, 25, 0)
 
 TypesDiffer = Callable[[sa.Column[Any], sa.Column[Any]], bool]
 
@@ -772,16 +775,19 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
     for rename in renames:
         if isinstance(rename, ColumnRename):
             column = schemas.models[rename.table].c[rename.new]
-            rename_ops.append(
-                RenameColumnOp(
-                    rename.table,
-                    rename.old,
-                    rename.new,
-                    existing_type=column.type,
-                    existing_nullable=column.nullable,
-                    comment=_comment(rename),
-                )
+            op = RenameColumnOp(
+                rename.table,
+                rename.old,
+                rename.new,
+                existing_type=column.type,
+                existing_nullable=column.nullable,
+                comment=_comment(rename),
             )
+            if schemas.dialect_name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_RENAME_COLUMN:
+                # No RENAME COLUMN before SQLite 3.25: Alembic's batch mode copies the table instead.
+                rename_ops.append(ops.ModifyTableOps(rename.table, [op]))
+            else:
+                rename_ops.append(op)
     upgrade_ops.ops[:] = [
         *layout.before.values(),
         *rename_ops,
