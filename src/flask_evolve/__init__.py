@@ -25,6 +25,7 @@ from flask_evolve.errors import MigrationError, NoChangesError, NoDatabaseError,
 from flask_evolve.extension import Migrate
 
 __all__ = [
+    "NAMING_CONVENTION",
     "Config",
     "Migrate",
     "MigrationError",
@@ -64,6 +65,10 @@ def __getattr__(name: str) -> Any:
         from flask_evolve.extension import _alembic_config_class
 
         return _alembic_config_class()
+    if name == "NAMING_CONVENTION":
+        from flask_evolve.autogen.naming import NAMING_CONVENTION
+
+        return NAMING_CONVENTION
     if name == "alembic_version":
         from importlib.metadata import version
 

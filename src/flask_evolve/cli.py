@@ -146,6 +146,14 @@ def revision(
     is_flag=True,
     help="Exit with status 1 when no changes are detected and nothing is written",
 )
+@click.option(
+    "--rename",
+    "renames",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="State a rename: TABLE.OLD_COLUMN=NEW_COLUMN or OLD_TABLE=NEW_TABLE (repeatable)",
+)
+@click.option("--no-renames", is_flag=True, help="Never guess renames: dropped + added stay drop + add")
 @_one_line_errors
 def migrate(
     directory: str | None,
@@ -158,8 +166,15 @@ def migrate(
     rev_id: str | None,
     x_arg: tuple[str, ...],
     exit_code: bool,
+    renames: tuple[str, ...],
+    no_renames: bool,
 ) -> None:
     """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
+    options: dict[str, object] = {}
+    if renames:
+        options["renames"] = list(renames)
+    if no_renames:
+        options["no_renames"] = True
     commands.migrate(
         _directory_or_group(directory),
         message,
@@ -171,6 +186,7 @@ def migrate(
         rev_id,
         _x_args_or_group(x_arg),
         exit_code=exit_code,
+        options=options,
     )
 
 

@@ -49,9 +49,17 @@ class RewriteContext:
 
 Rewriter = Callable[["RewriteContext"], None]
 
-#: The rewriters, in the order they run. Later issues add renames,
-#: constraint names, archive-before-drop and SQLite planning here.
-REWRITERS: list[Rewriter] = []
+
+def _default_rewriters() -> list[Rewriter]:
+    from flask_evolve.autogen.naming import name_constraints
+    from flask_evolve.autogen.renames import detect_renames
+
+    return [detect_renames, name_constraints]
+
+
+#: The rewriters, in the order they run: renames, constraint names; later
+#: archive-before-drop and SQLite planning.
+REWRITERS: list[Rewriter] = _default_rewriters()
 
 
 def _is_autogenerate(context: MigrationContext) -> bool:

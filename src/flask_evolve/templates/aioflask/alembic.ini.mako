@@ -11,3 +11,9 @@
 # set to 'true' to run the environment during
 # the 'revision' command, regardless of autogenerate
 # revision_environment = false
+
+[flask_evolve]
+# Give constraints the models leave unnamed a name from SQLAlchemy's documented
+# convention (ix_/uq_/ck_/fk_/pk_...), so later migrations can drop or change
+# them. Projects without this line keep the names they have.
+naming_convention = default

@@ -1,0 +1,897 @@
+"""Rename detection: dropped/added table and column pairs become renames, as a policy decides."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import renderers
+from alembic.operations import ops
+
+from flask_evolve.autogen.naming import NAMING_CONVENTION, convention_in_force, convention_name
+from flask_evolve.autogen.rename_policy import (
+    ColumnRename,
+    Decision,
+    Hints,
+    Rename,
+    RenameError,
+    TableRename,
+    ambiguity_message,
+    decide,
+    is_interactive,
+    parse_hints,
+    policy_from_options,
+)
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
+    from flask_evolve.autogen.pipeline import RewriteContext
+
+#: ``Column(..., info={RENAMED_FROM: "old"})`` and ``__table_args__ = {"info": {RENAMED_FROM: "old"}}``.
+RENAMED_FROM = "renamed_from"
+
+SQLITE_RENAME_COLUMN = (3, 25, 0)
+
+TypesDiffer = Callable[[sa.Column[Any], sa.Column[Any]], bool]
+
+
+# -- the ops: plain Alembic calls in the script, plus a comment saying why -------------------
+
+
+class RenameColumnOp(ops.AlterColumnOp):
+    """``op.alter_column(table, old, new_column_name=new)`` with a reverse() that renames back.
+
+    Kept out of batch blocks, so SQLite (3.25+) runs a native RENAME COLUMN, not a table copy.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        column_name: str,
+        new_column_name: str,
+        *,
+        schema: str | None = None,
+        existing_type: Any = None,
+        existing_nullable: bool | None = None,
+        comment: str = "",
+    ) -> None:
+        super().__init__(
+            table_name,
+            column_name,
+            schema=schema,
+            existing_type=existing_type,
+            existing_nullable=existing_nullable,
+            modify_name=new_column_name,
+        )
+        self.comment = comment
+
+    @property
+    def new_column_name(self) -> str:
+        return str(self.modify_name)
+
+    def reverse(self) -> RenameColumnOp:
+        return RenameColumnOp(
+            self.table_name,
+            self.new_column_name,
+            self.column_name,
+            schema=self.schema,
+            existing_type=self.existing_type,
+            existing_nullable=self.existing_nullable,
+            comment=f"undo rename {self.table_name}.{self.column_name} -> {self.new_column_name}",
+        )
+
+
+class RenameTableOp(ops.RenameTableOp):
+    """``op.rename_table(old, new)`` with a reverse() that renames back."""
+
+    def __init__(
+        self, old_table_name: str, new_table_name: str, *, schema: str | None = None, comment: str = ""
+    ) -> None:
+        super().__init__(old_table_name, new_table_name, schema=schema)
+        self.comment = comment
+
+    def reverse(self) -> RenameTableOp:
+        return RenameTableOp(
+            self.new_table_name,
+            self.table_name,
+            schema=self.schema,
+            comment=f"undo rename {self.table_name} -> {self.new_table_name}",
+        )
+
+
+def _pg_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RenameObjectOp(ops.ExecuteSQLOp):
+    """PostgreSQL: rename an index, a constraint or a sequence in place (``op.execute``), no rebuild.
+
+    ``table`` is the table's name when the op runs (after any table rename).
+    """
+
+    def __init__(self, kind: str, old: str, new: str, *, table: str = "") -> None:
+        self.kind, self.old, self.new, self.table = kind, old, new, table
+        if kind == "constraint":
+            sql = f"ALTER TABLE {_pg_quote(table)} RENAME CONSTRAINT {_pg_quote(old)} TO {_pg_quote(new)}"
+        else:
+            sql = f"ALTER {kind.upper()} {_pg_quote(old)} RENAME TO {_pg_quote(new)}"
+        super().__init__(sql)
+
+    def reverse(self) -> RenameObjectOp:
+        return RenameObjectOp(self.kind, self.new, self.old, table=self.table)
+
+
+def _comment_lines(comment: str) -> list[str]:
+    return [f"# flask-evolve: {comment}"] if comment else []
+
+
+@renderers.dispatch_for(RenameColumnOp)
+def _render_rename_column(autogen_context: AutogenContext, op: RenameColumnOp) -> list[str]:
+    standard = renderers.dispatch(ops.AlterColumnOp)(autogen_context, op)
+    return [*_comment_lines(op.comment), standard]
+
+
+@renderers.dispatch_for(RenameTableOp)
+def _render_rename_table(autogen_context: AutogenContext, op: RenameTableOp) -> list[str]:
+    prefix = autogen_context.opts.get("alembic_module_prefix", "op.")
+    schema = f", schema={op.schema!r}" if op.schema else ""
+    return [
+        *_comment_lines(op.comment),
+        f"{prefix}rename_table({op.table_name!r}, {op.new_table_name!r}{schema})",
+    ]
+
+
+# -- what the tree says was dropped and added -------------------------------------------------
+
+
+@dataclass
+class TreeChanges:
+    """The drops and adds in an op tree that could be halves of renames (default schema only)."""
+
+    dropped_tables: dict[str, ops.DropTableOp] = field(default_factory=dict)
+    added_tables: dict[str, ops.CreateTableOp] = field(default_factory=dict)
+    dropped_columns: dict[str, dict[str, ops.DropColumnOp]] = field(default_factory=dict)
+    added_columns: dict[str, dict[str, ops.AddColumnOp]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, upgrade_ops: ops.UpgradeOps) -> TreeChanges:
+        changes = cls()
+        for op in upgrade_ops.ops:
+            if getattr(op, "schema", None) is not None:
+                continue
+            if isinstance(op, ops.DropTableOp):
+                changes.dropped_tables[op.table_name] = op
+            elif isinstance(op, ops.CreateTableOp):
+                changes.added_tables[op.table_name] = op
+            elif isinstance(op, ops.ModifyTableOps):
+                for sub in op.ops:
+                    if isinstance(sub, ops.DropColumnOp):
+                        changes.dropped_columns.setdefault(op.table_name, {})[sub.column_name] = sub
+                    elif isinstance(sub, ops.AddColumnOp):
+                        changes.added_columns.setdefault(op.table_name, {})[sub.column.name] = sub
+        return changes
+
+    def is_empty(self) -> bool:
+        return not (
+            (self.dropped_tables and self.added_tables)
+            or any(t in self.added_columns for t in self.dropped_columns)
+        )
+
+
+# -- comparing shapes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """A unique constraint, index or foreign key of a table, by what it covers (name aside)."""
+
+    kind: str
+    name: str | None
+    columns: tuple[str, ...]
+    unique: bool = False
+    referred_table: str = ""
+    referred_columns: tuple[str, ...] = ()
+    options: tuple[str, str] = ("", "")
+    obj: Any = field(default=None, compare=False, hash=False)
+
+
+def _fk_option(value: str | None) -> str:
+    value = (value or "").upper()
+    return "" if value in ("NO ACTION", "") else value
+
+
+def items_of(table: sa.Table) -> list[Item]:
+    """The table's uniques, plain-column indexes and foreign keys."""
+    found: list[Item] = []
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            name = constraint.name if isinstance(constraint.name, str) else None
+            found.append(Item("unique", name, tuple(c.name for c in constraint.columns), obj=constraint))
+        elif isinstance(constraint, sa.ForeignKeyConstraint):
+            targets = [element.target_fullname.split(".") for element in constraint.elements]
+            name = constraint.name if isinstance(constraint.name, str) else None
+            found.append(
+                Item(
+                    "fk",
+                    name,
+                    tuple(constraint.column_keys),
+                    referred_table=targets[0][-2] if targets else "",
+                    referred_columns=tuple(t[-1] for t in targets),
+                    options=(_fk_option(constraint.ondelete), _fk_option(constraint.onupdate)),
+                    obj=constraint,
+                )
+            )
+    for index in table.indexes:
+        columns = tuple(c.name for c in index.columns)
+        if len(columns) != len(index.expressions):
+            continue  # expression indexes are left to Alembic
+        name = index.name if isinstance(index.name, str) else None
+        found.append(Item("index", name, columns, unique=bool(index.unique), obj=index))
+    return found
+
+
+@dataclass
+class RenameMap:
+    """Old names to new, for comparing the database's objects with the models'."""
+
+    tables: dict[str, str] = field(default_factory=dict)
+    columns: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def table(self, name: str) -> str:
+        return self.tables.get(name, name)
+
+    def column(self, table: str, name: str) -> str:
+        return self.columns.get((table, name), name)
+
+    def add(self, rename: Rename) -> None:
+        if isinstance(rename, TableRename):
+            self.tables[rename.old] = rename.new
+        else:
+            self.columns[(rename.table, rename.old)] = rename.new
+
+
+def mapped_signature(item: Item, table: str, names: RenameMap) -> tuple[Any, ...]:
+    """What a database item becomes after the renames, without its name."""
+    return (
+        item.kind,
+        tuple(names.column(table, c) for c in item.columns),
+        item.unique,
+        names.table(item.referred_table) if item.referred_table else "",
+        tuple(names.column(item.referred_table, c) for c in item.referred_columns),
+        item.options,
+    )
+
+
+def model_signature(item: Item) -> tuple[Any, ...]:
+    return (
+        item.kind,
+        item.columns,
+        item.unique,
+        item.referred_table,
+        item.referred_columns,
+        item.options,
+    )
+
+
+def _column_involvement(
+    items: Sequence[Item], table: str, column: str, names: RenameMap | None
+) -> frozenset[tuple[Any, ...]]:
+    found = set()
+    for item in items:
+        if column not in item.columns:
+            continue
+        sig = mapped_signature(item, table, names) if names is not None else model_signature(item)
+        cols = tuple("*" if c == column else mapped for c, mapped in zip(item.columns, sig[1], strict=True))
+        found.add((sig[0], cols, *sig[2:]))
+    return frozenset(found)
+
+
+def column_mismatch(
+    db_table: sa.Table,
+    old: str,
+    model_table: sa.Table,
+    new: str,
+    types_differ: TypesDiffer,
+    names: RenameMap,
+) -> str | None:
+    """Why ``db_table.old`` cannot have become ``model_table.new``, or None if it can."""
+    db_column, model_column = db_table.c[old], model_table.c[new]
+    if types_differ(db_column, model_column):
+        return "types differ"
+    if bool(db_column.nullable) != bool(model_column.nullable):
+        return "nullability differs"
+    if bool(db_column.primary_key) != bool(model_column.primary_key):
+        return "primary key differs"
+    db_items = _column_involvement(items_of(db_table), db_table.name, old, names)
+    model_items = _column_involvement(items_of(model_table), model_table.name, new, None)
+    if db_items != model_items:
+        return "unique constraints, indexes or foreign keys differ"
+    return None
+
+
+def table_mismatch(
+    db_table: sa.Table, model_table: sa.Table, types_differ: TypesDiffer, names: RenameMap
+) -> str | None:
+    """Why ``db_table`` cannot have become ``model_table`` by a rename alone, or None."""
+    if set(db_table.c.keys()) != set(model_table.c.keys()):
+        return "the columns differ"
+    for db_column in db_table.c:
+        model_column = model_table.c[db_column.name]
+        if types_differ(db_column, model_column):
+            return f"column {db_column.name}: types differ"
+        if bool(db_column.nullable) != bool(model_column.nullable):
+            return f"column {db_column.name}: nullability differs"
+        if bool(db_column.primary_key) != bool(model_column.primary_key):
+            return f"column {db_column.name}: primary key differs"
+    local = RenameMap(dict(names.tables), dict(names.columns))
+    local.tables[db_table.name] = model_table.name
+    db_sigs = sorted(map(repr, (mapped_signature(i, db_table.name, local) for i in items_of(db_table))))
+    model_sigs = sorted(map(repr, (model_signature(i) for i in items_of(model_table))))
+    if db_sigs != model_sigs:
+        return "unique constraints, indexes or foreign keys differ"
+    return None
+
+
+def type_text(column: sa.Column[Any], dialect: sa.Dialect | None) -> str:
+    try:
+        return str(column.type.compile(dialect=dialect))
+    except Exception:
+        return str(column.type)
+
+
+# -- candidates -------------------------------------------------------------------------------
+
+
+@dataclass
+class Schemas:
+    """The two sides being compared: the live database's tables and the models'."""
+
+    database: Mapping[str, sa.Table]
+    models: Mapping[str, sa.Table]
+    types_differ: TypesDiffer
+    dialect: sa.Dialect | None = None
+    #: The naming convention in force for the project, if any (flask_evolve.autogen.naming).
+    convention: Mapping[str, Any] | None = None
+    #: PostgreSQL: the sequence a serial/identity column takes its values from.
+    serial_sequence: Callable[[str, str], str | None] | None = None
+
+    @property
+    def dialect_name(self) -> str:
+        return self.dialect.name if self.dialect is not None else ""
+
+
+def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -> list[TableRename]:
+    found = []
+    for old in changes.dropped_tables:
+        for new in changes.added_tables:
+            db_table, model_table = schemas.database.get(old), schemas.models.get(new)
+            if db_table is None or model_table is None:
+                continue
+            if table_mismatch(db_table, model_table, schemas.types_differ, names) is None:
+                found.append(TableRename(old, new))
+    return found
+
+
+def column_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -> list[ColumnRename]:
+    found = []
+    for table, dropped in changes.dropped_columns.items():
+        added = changes.added_columns.get(table, {})
+        db_table, model_table = schemas.database.get(table), schemas.models.get(table)
+        if db_table is None or model_table is None:
+            continue
+        for old in dropped:
+            for new in added:
+                if old not in db_table.c or new not in model_table.c:
+                    continue
+                if column_mismatch(db_table, old, model_table, new, schemas.types_differ, names) is None:
+                    text = type_text(model_table.c[new], schemas.dialect)
+                    found.append(ColumnRename(table, old, new, text))
+    return found
+
+
+def _declared_table_hints(changes: TreeChanges, schemas: Schemas) -> dict[str, str]:
+    hints = {}
+    for new in changes.added_tables:
+        model_table = schemas.models.get(new)
+        old = model_table.info.get(RENAMED_FROM) if model_table is not None else None
+        if old and old in changes.dropped_tables:
+            hints[old] = new
+    return hints
+
+
+def _declared_column_hints(changes: TreeChanges, schemas: Schemas) -> dict[tuple[str, str], str]:
+    hints = {}
+    for table, added in changes.added_columns.items():
+        model_table = schemas.models.get(table)
+        if model_table is None:
+            continue
+        for new in added:
+            old = model_table.c[new].info.get(RENAMED_FROM) if new in model_table.c else None
+            if old and old in changes.dropped_columns.get(table, {}):
+                hints[(table, old)] = new
+    return hints
+
+
+def _stated_table_renames(
+    hints: Hints, changes: TreeChanges, schemas: Schemas, names: RenameMap
+) -> list[TableRename]:
+    stated = [(old, new, "--rename") for old, new in hints.tables.items()]
+    stated += [
+        (old, new, f"{RENAMED_FROM} on the model")
+        for old, new in _declared_table_hints(changes, schemas).items()
+        if old not in hints.tables
+    ]
+    renames = []
+    for old, new, source in stated:
+        where = f"--rename {old}={new}" if source == "--rename" else f"{RENAMED_FROM}={old!r} on table {new}"
+        if old not in changes.dropped_tables or new not in changes.added_tables:
+            raise RenameError(
+                f"{where}: the comparison does not drop table {old!r} and add table {new!r}; "
+                f"check the names (the database has {old!r}: {old in schemas.database})."
+            )
+        problem = table_mismatch(schemas.database[old], schemas.models[new], schemas.types_differ, names)
+        if problem:
+            raise RenameError(
+                f"{where}: {old} and {new} differ beyond their name ({problem}); "
+                f"rename in one migration and change the table in the next."
+            )
+        renames.append(TableRename(old, new, reason=source))
+    return renames
+
+
+def _stated_column_renames(
+    hints: Hints, changes: TreeChanges, schemas: Schemas, names: RenameMap
+) -> list[ColumnRename]:
+    stated = [(t, old, new, "--rename") for (t, old), new in hints.columns.items()]
+    stated += [
+        (t, old, new, f"{RENAMED_FROM} on the model")
+        for (t, old), new in _declared_column_hints(changes, schemas).items()
+        if (t, old) not in hints.columns
+    ]
+    renames = []
+    for table, old, new, source in stated:
+        where = (
+            f"--rename {table}.{old}={new}"
+            if source == "--rename"
+            else f"{RENAMED_FROM}={old!r} on {table}.{new}"
+        )
+        dropped = changes.dropped_columns.get(table, {})
+        added = changes.added_columns.get(table, {})
+        if old not in dropped or new not in added:
+            raise RenameError(
+                f"{where}: the comparison does not drop column {table}.{old} and add {table}.{new}; "
+                f"check the table and column names."
+            )
+        db_table, model_table = schemas.database[table], schemas.models[table]
+        problem = column_mismatch(db_table, old, model_table, new, schemas.types_differ, names)
+        if problem:
+            raise RenameError(
+                f"{where}: {table}.{old} and {table}.{new} differ beyond their name ({problem}); "
+                f"rename in one migration and change the column in the next."
+            )
+        text = type_text(model_table.c[new], schemas.dialect)
+        renames.append(ColumnRename(table, old, new, text, reason=source))
+    return renames
+
+
+def _without(candidates: Sequence[Any], taken: Sequence[Rename]) -> list[Any]:
+    used = {end for rename in taken for end in rename.ends()}
+    return [c for c in candidates if not (set(c.ends()) & used)]
+
+
+@dataclass
+class Outcome:
+    """Every rename to apply, in order: tables first, then columns."""
+
+    renames: list[Rename] = field(default_factory=list)
+    ambiguous: list[Rename] = field(default_factory=list)
+
+
+def choose_renames(
+    changes: TreeChanges,
+    schemas: Schemas,
+    *,
+    hints: Hints,
+    policy: str,
+    interactive: bool,
+    ask: Callable[[str], bool] | None = None,
+) -> Outcome:
+    """Django's order: tables first (so columns compare under the new table names), then columns.
+
+    Stated renames (``--rename``, ``info`` hints) are always taken; the policy
+    decides among the guessed candidates.
+    """
+    names = RenameMap()
+    outcome = Outcome()
+
+    tables = _stated_table_renames(hints, changes, schemas, names)
+    for rename in tables:
+        names.add(rename)
+    guessed = _without(table_candidates(changes, schemas, names), tables)
+    decision: Decision = decide(guessed, policy=policy, interactive=interactive, ask=ask)
+    for rename in decision.accepted:
+        names.add(rename)
+    outcome.renames += tables + decision.accepted
+    outcome.ambiguous += decision.ambiguous
+
+    columns = _stated_column_renames(hints, changes, schemas, names)
+    for rename in columns:
+        names.add(rename)
+    guessed_columns = _without(column_candidates(changes, schemas, names), columns)
+    decision = decide(guessed_columns, policy=policy, interactive=interactive, ask=ask)
+    outcome.renames += columns + decision.accepted
+    outcome.ambiguous += decision.ambiguous
+    return outcome
+
+
+# -- rewriting the tree -----------------------------------------------------------------------
+
+
+def _walk(upgrade_ops: ops.UpgradeOps) -> Iterator[tuple[list[Any], Any]]:
+    for op in list(upgrade_ops.ops):
+        if isinstance(op, ops.ModifyTableOps):
+            for sub in list(op.ops):
+                yield op.ops, sub
+        else:
+            yield upgrade_ops.ops, op
+
+
+def _remove(upgrade_ops: ops.UpgradeOps, predicate: Callable[[Any], bool]) -> int:
+    removed = 0
+    for container, op in _walk(upgrade_ops):
+        if predicate(op):
+            container.remove(op)
+            removed += 1
+    return removed
+
+
+def _creates(op: Any, item: Item, table: str) -> bool:
+    if item.kind == "index":
+        return isinstance(op, ops.CreateIndexOp) and op.table_name == table and op.index_name == item.name
+    if item.kind == "unique":
+        return (
+            isinstance(op, ops.CreateUniqueConstraintOp)
+            and op.table_name == table
+            and tuple(op.columns) == item.columns
+        )
+    return (
+        isinstance(op, ops.CreateForeignKeyOp)
+        and op.source_table == table
+        and tuple(op.local_cols) == item.columns
+        and op.referent_table == item.referred_table
+    )
+
+
+def _drops(op: Any, item: Item, tables: tuple[str, ...]) -> bool:
+    if item.kind == "index":
+        return isinstance(op, ops.DropIndexOp) and op.table_name in tables and op.index_name == item.name
+    if not isinstance(op, ops.DropConstraintOp) or op.table_name not in tables:
+        return False
+    if item.name is not None:
+        return op.constraint_name == item.name
+    reverse = getattr(op, "_reverse", None)
+    if item.kind == "unique":
+        return isinstance(reverse, ops.CreateUniqueConstraintOp) and tuple(reverse.columns) == item.columns
+    return (
+        isinstance(reverse, ops.CreateForeignKeyOp)
+        and tuple(reverse.local_cols) == item.columns
+        and reverse.referent_table == item.referred_table
+    )
+
+
+def _drop_op(item: Item) -> Any:
+    if item.kind == "index":
+        return ops.DropIndexOp.from_index(item.obj)
+    return ops.DropConstraintOp.from_constraint(item.obj)
+
+
+def _create_op(item: Item) -> Any:
+    if item.kind == "index":
+        return ops.CreateIndexOp.from_index(item.obj)
+    return ops.AddConstraintOp.from_constraint(item.obj)
+
+
+def _involved(item: Item, table: str, names: RenameMap, renamed_table: bool) -> bool:
+    new_tables = set(names.tables.values())
+    new_columns = {(t, new) for (t, _), new in names.columns.items()}
+    return (
+        renamed_table
+        or any((table, c) in new_columns for c in item.columns)
+        or item.referred_table in new_tables
+        or any((item.referred_table, c) in new_columns for c in item.referred_columns)
+    )
+
+
+def _pattern_names(item: Item, table: str, columns: Sequence[str], schemas: Schemas) -> list[str]:
+    """Names the database would have given ``item`` by itself: the convention's, PostgreSQL's defaults."""
+    kind = {"unique": "uq", "fk": "fk", "index": "ix"}[item.kind]
+    names = [
+        convention_name(
+            kind,
+            table,
+            columns,
+            referred_table=item.referred_table,
+            convention=schemas.convention or NAMING_CONVENTION,
+        )
+    ]
+    if schemas.dialect_name == "postgresql" and item.kind in ("unique", "fk"):
+        names.append(f"{table}_{'_'.join(columns)}_{'key' if item.kind == 'unique' else 'fkey'}")
+    return names
+
+
+def _target_name(
+    match: Item, item: Item, old: str, new: str, names: RenameMap, schemas: Schemas
+) -> str | None:
+    """The name the database object should have after the renames, or None to keep its own."""
+    if item.name is not None:
+        return item.name
+    if match.name is None:
+        return None
+    before = _pattern_names(match, old, match.columns, schemas)
+    if match.name not in before:
+        return None  # a name someone chose: keep it
+    after = _pattern_names(item, new, item.columns, schemas)
+    target = after[before.index(match.name)]
+    max_length = getattr(schemas.dialect, "max_identifier_length", None) or 63
+    return target if len(target) <= max_length else None
+
+
+@dataclass
+class _Layout:
+    before: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
+    after: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
+    in_place: list[Any] = field(default_factory=list)
+
+    def drop(self, table: str, op: Any) -> None:
+        self.before.setdefault(table, ops.ModifyTableOps(table, []))
+        self.before[table].ops.append(op)
+
+    def create(self, table: str, op: Any) -> None:
+        self.after.setdefault(table, ops.ModifyTableOps(table, []))
+        self.after[table].ops.append(op)
+
+
+def _reconcile(
+    upgrade_ops: ops.UpgradeOps,
+    db_table: sa.Table,
+    model_table: sa.Table,
+    names: RenameMap,
+    schemas: Schemas,
+    layout: _Layout,
+) -> None:
+    """Make the constraints and indexes of one renamed (or renaming-affected) table come out right.
+
+    What a rename carries along loses its drop and create ops. A name that must
+    follow the rename (given by the models, or by a pattern the old name
+    followed) is renamed in place on PostgreSQL; elsewhere it is dropped before
+    the renames and created after them, so the reversed downgrade runs in a valid
+    order too. SQLite keeps a constraint's old name rather than copy the table for it.
+    """
+    old, new = db_table.name, model_table.name
+    renamed_table = old != new
+    db_items = items_of(db_table)
+    for item in items_of(model_table):
+        if not _involved(item, new, names, renamed_table):
+            continue
+        signature = model_signature(item)
+        match = next((d for d in db_items if mapped_signature(d, old, names) == signature), None)
+        if match is None:
+            continue
+        db_items.remove(match)
+        _remove(upgrade_ops, lambda op, m=match: _drops(op, m, (old, new)))  # type: ignore[misc]
+        target = _target_name(match, item, old, new, names, schemas)
+        if target is None or target == match.name or (
+            item.name is None and item.kind != "index" and schemas.dialect_name != "postgresql"
+        ):
+            _remove(upgrade_ops, lambda op, i=item: _creates(op, i, new))  # type: ignore[misc]
+            continue
+        if schemas.dialect_name == "postgresql" and match.name is not None:
+            _remove(upgrade_ops, lambda op, i=item: _creates(op, i, new))  # type: ignore[misc]
+            kind = "index" if item.kind == "index" else "constraint"
+            layout.in_place.append(RenameObjectOp(kind, match.name, target, table=new))
+            continue
+        layout.drop(old, _drop_op(match))
+        if not any(_creates(op, item, new) for _, op in _walk(upgrade_ops)):
+            layout.create(new, _create_op(item))
+
+
+def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap) -> list[Any]:
+    """PostgreSQL: primary keys and serial sequences whose default names follow a renamed table or column."""
+    if schemas.dialect_name != "postgresql":
+        return []
+    found: list[Any] = []
+    for rename in renames:
+        if isinstance(rename, TableRename):
+            db_table = schemas.database[rename.old]
+            pk_name = db_table.primary_key.name if db_table.primary_key is not None else None
+            convention = schemas.convention or NAMING_CONVENTION
+            patterns = [
+                (f"{rename.old}_pkey", f"{rename.new}_pkey"),
+                (convention_name("pk", rename.old, [], convention=convention),
+                 convention_name("pk", rename.new, [], convention=convention)),
+            ]
+            for before, after in patterns:
+                if pk_name == before and len(after) <= 63:
+                    found.append(RenameObjectOp("constraint", before, after, table=rename.new))
+                    break
+            pairs = [(rename.old, c.name, rename.new, c.name) for c in db_table.c]
+        else:
+            pairs = [(rename.table, rename.old, rename.table, rename.new)]
+        for table, column, new_table, new_column in pairs:
+            sequence = schemas.serial_sequence(table, column) if schemas.serial_sequence else None
+            wanted = f"{new_table}_{new_column}_seq"
+            if sequence == f"{table}_{column}_seq" and len(wanted) <= 63:
+                found.append(RenameObjectOp("sequence", sequence, wanted))
+    return found
+
+
+def _comment(rename: Rename) -> str:
+    if rename.reason == "assumed":
+        return f"rename assumed: {rename.label} (use --no-renames to undo)"
+    if rename.reason == "confirmed":
+        return f"rename confirmed at the prompt: {rename.label}"
+    return f"rename from {rename.reason}: {rename.label}"
+
+
+def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schemas: Schemas) -> None:
+    """Replace each rename's drop + add by a rename op, and fix up the constraints and indexes around it."""
+    if not renames:
+        return
+    names = RenameMap()
+    for rename in renames:
+        names.add(rename)
+    old_tables = set(names.tables)
+    new_tables = set(names.tables.values())
+    renamed_columns = {(r.table, r.old) for r in renames if isinstance(r, ColumnRename)}
+    added_columns = {(r.table, r.new) for r in renames if isinstance(r, ColumnRename)}
+
+    upgrade_ops.ops[:] = [
+        op
+        for op in upgrade_ops.ops
+        if not (isinstance(op, ops.CreateTableOp) and op.schema is None and op.table_name in new_tables)
+        and not (isinstance(op, ops.DropTableOp) and op.schema is None and op.table_name in old_tables)
+    ]
+    _remove(
+        upgrade_ops,
+        lambda op: (isinstance(op, ops.DropColumnOp) and (op.table_name, op.column_name) in renamed_columns)
+        or (isinstance(op, ops.AddColumnOp) and (op.table_name, op.column.name) in added_columns),
+    )
+
+    layout = _Layout()
+    old_by_new = {new: old for old, new in names.tables.items()}
+    for model_name, model_table in schemas.models.items():
+        db_table = schemas.database.get(old_by_new.get(model_name, model_name))
+        if db_table is not None:
+            _reconcile(upgrade_ops, db_table, model_table, names, schemas, layout)
+
+    rename_ops: list[Any] = []
+    for rename in renames:
+        if isinstance(rename, TableRename):
+            rename_ops.append(RenameTableOp(rename.old, rename.new, comment=_comment(rename)))
+    for rename in renames:
+        if isinstance(rename, ColumnRename):
+            column = schemas.models[rename.table].c[rename.new]
+            op = RenameColumnOp(
+                rename.table,
+                rename.old,
+                rename.new,
+                existing_type=column.type,
+                existing_nullable=column.nullable,
+                comment=_comment(rename),
+            )
+            if schemas.dialect_name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_RENAME_COLUMN:
+                # No RENAME COLUMN before SQLite 3.25: Alembic's batch mode copies the table instead.
+                rename_ops.append(ops.ModifyTableOps(rename.table, [op]))
+            else:
+                rename_ops.append(op)
+    upgrade_ops.ops[:] = [
+        *layout.before.values(),
+        *rename_ops,
+        *layout.in_place,
+        *_renamed_keys(schemas, renames, names),
+        *upgrade_ops.ops,
+        *layout.after.values(),
+    ]
+    upgrade_ops.ops[:] = [
+        op for op in upgrade_ops.ops if not (isinstance(op, ops.ModifyTableOps) and not op.ops)
+    ]
+
+
+# -- the rewriter -----------------------------------------------------------------------------
+
+
+def _model_tables(target_metadata: Any) -> dict[str, sa.Table]:
+    metadatas = target_metadata if isinstance(target_metadata, (list, tuple)) else [target_metadata]
+    tables: dict[str, sa.Table] = {}
+    for metadata in metadatas:
+        if metadata is None:
+            continue
+        for table in metadata.tables.values():
+            if table.schema is None:
+                tables[table.name] = table
+    return tables
+
+
+def _database_tables(connection: sa.Connection, upgrade_ops: ops.UpgradeOps) -> dict[str, sa.Table]:
+    """Reflect only what a rename could touch: dropped tables and tables the tree changes
+    (foreign keys pull in the tables they refer to)."""
+    wanted = {
+        op.table_name
+        for op in upgrade_ops.ops
+        if isinstance(op, (ops.DropTableOp, ops.ModifyTableOps)) and op.schema is None
+    }
+    existing = set(sa.inspect(connection).get_table_names())
+    reflected = sa.MetaData()
+    reflected.reflect(bind=connection, only=sorted(wanted & existing))
+    return {t.name: t for t in reflected.tables.values() if t.schema is None}
+
+
+def _serial_sequence_lookup(connection: sa.Connection) -> Callable[[str, str], str | None] | None:
+    if connection.dialect.name != "postgresql":
+        return None
+
+    def lookup(table: str, column: str) -> str | None:
+        found = connection.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": _pg_quote(table), "column": column},
+        ).scalar()
+        return str(found).rpartition(".")[2].strip('"') if found else None
+
+    return lookup
+
+
+def summary_lines(renames: Sequence[Rename]) -> list[str]:
+    lines = []
+    for rename in renames:
+        kind = "column" if isinstance(rename, ColumnRename) else "table"
+        if rename.reason == "assumed":
+            why = "assumed: same type and constraints, and no other candidate"
+            lines.append(f"Rename {kind} {rename.label} ({why}); use --no-renames for drop + add")
+        elif rename.reason == "confirmed":
+            lines.append(f"Rename {kind} {rename.label} (confirmed)")
+        else:
+            lines.append(f"Rename {kind} {rename.label} (from {rename.reason})")
+    return lines
+
+
+def detect_renames(ctx: RewriteContext) -> None:
+    """Rewriter: turn drop + add pairs into renames, as the options and the policy decide."""
+    hints = parse_hints(ctx.options.get("renames") or ())
+    policy = policy_from_options(ctx.options)
+    changes = TreeChanges.of(ctx.upgrade_ops)
+    if changes.is_empty() and not (hints.tables or hints.columns):
+        return
+    migration_context = ctx.migration_context
+    connection = migration_context.bind
+    if connection is None:
+        return
+    impl = migration_context.impl
+    schemas = Schemas(
+        database=_database_tables(connection, ctx.upgrade_ops),  # type: ignore[arg-type]
+        models=_model_tables(migration_context.opts.get("target_metadata")),
+        types_differ=lambda db_column, model_column: bool(impl.compare_type(db_column, model_column)),
+        dialect=migration_context.dialect,
+        convention=convention_in_force(ctx),
+        serial_sequence=_serial_sequence_lookup(connection),
+    )
+    outcome = choose_renames(
+        changes,
+        schemas,
+        hints=hints,
+        policy=policy,
+        interactive=is_interactive(),
+        ask=ctx.options.get("rename_questioner"),
+    )
+    if outcome.ambiguous:
+        raise RenameError(ambiguity_message(outcome.ambiguous))
+    if not outcome.renames:
+        return
+    apply_renames(ctx.upgrade_ops, outcome.renames, schemas)
+    ctx.downgrade_ops.ops[:] = []
+    ctx.upgrade_ops.reverse_into(ctx.downgrade_ops)
+    for line in summary_lines(outcome.renames):
+        ctx.note(line)
