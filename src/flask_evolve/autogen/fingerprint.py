@@ -52,7 +52,8 @@ def _candidate_tables(metadata: MetaData) -> list[Table]:
 
 # --- SQLite ---------------------------------------------------------------------------------
 
-_QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+#: What matters when splitting a CREATE TABLE: quoted text (skipped whole), parentheses, commas.
+_TOKENS = re.compile(r"""'[^']*'|"[^"]*"|`[^`]*`|\[[^\]]*\]|[(),]|['"`\[]""")
 
 
 def split_create_table(sql: str) -> tuple[str, frozenset[str], str] | None:
@@ -68,27 +69,30 @@ def split_create_table(sql: str) -> tuple[str, frozenset[str], str] | None:
     if name.startswith('"'):
         name = name[1:-1].replace('""', '"')
     elements: list[str] = []
-    depth, start, i, text = 0, match.end(), match.end(), sql
-    while i < len(text):
-        char = text[i]
-        if char in _QUOTES:
-            end = text.find(_QUOTES[char], i + 1)
-            if end < 0:
-                return None
-            i = end + 1
-            continue
+    depth, start = 0, match.end()
+    for token in _TOKENS.finditer(sql, match.end()):
+        char = token.group()
         if char == "(":
             depth += 1
+        elif char == ",":
+            if depth == 0:
+                elements.append(sql[start : token.start()].strip())
+                start = token.end()
         elif char == ")":
             if depth == 0:
-                elements.append(text[start:i].strip())
-                return name, frozenset(elements), text[i + 1 :].strip()
+                elements.append(sql[start : token.start()].strip())
+                return name, frozenset(elements), sql[token.end() :].strip()
             depth -= 1
-        elif char == "," and depth == 0:
-            elements.append(text[start:i].strip())
-            start = i + 1
-        i += 1
+        elif len(char) == 1:  # an unterminated quote
+            return None
     return None
+
+
+def _same_create_table(model: str, database: str) -> bool:
+    if model.strip() == database.strip():
+        return True
+    split = split_create_table(model)
+    return split is not None and split == split_create_table(database)
 
 
 def _sqlite_unchanged(connection: Connection, metadata: MetaData) -> set[str]:
@@ -115,8 +119,7 @@ def _sqlite_unchanged(connection: Connection, metadata: MetaData) -> set[str]:
             }
         except Exception:  # a type or construct this dialect cannot compile: Alembic will say
             continue
-        model, database = split_create_table(created), split_create_table(stored)
-        if model is not None and model == database and wanted_indexes == indexes.get(table.name, set()):
+        if wanted_indexes == indexes.get(table.name, set()) and _same_create_table(created, stored):
             unchanged.add(table.name)
     return unchanged
 
