@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=None, help="repetitions of fast work (default 5)")
     parser.add_argument("--heavy-reps", type=int, default=None, help="repetitions of slow work (default 3)")
     parser.add_argument("--upgrade-max", type=int, default=None,
-                        help="largest N whose initial upgrade is timed (default: all)")
+                        help="largest N whose initial upgrade is timed more than once (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and databases")
     parser.add_argument("--output", default=str(BENCH / "results" / "latest.md"))
     args = parser.parse_args(argv)
@@ -148,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log("starting a throwaway PostgreSQL cluster")
             server = start_local_server(binaries)
-            pg_version = subprocess.run([str(binaries.pg_ctl), "--version"], capture_output=True,
-                                        text=True).stdout.strip().rsplit(" ", 1)[-1]
+            admin = sa.create_engine(server.admin_url)
+            with admin.connect() as connection:
+                pg_version = connection.exec_driver_sql("SHOW server_version").scalar()
+            admin.dispose()
             makers["postgresql"] = lambda name: Database("postgresql", server.create_database(name), server)
     bench = Bench(tools, root, args.reps, args.heavy_reps, log)
     header = machine(pg_version)
