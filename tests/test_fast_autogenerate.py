@@ -227,6 +227,24 @@ def test_the_apps_own_filters_still_apply(engine: sa.Engine) -> None:
     assert ("age", "column") in seen
 
 
+def test_a_table_the_app_hides_from_reflection_is_compared_as_without_the_skip(engine: sa.Engine) -> None:
+    metadata = build(base_tables())
+
+    def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+        return not (type_ == "table" and name == "company")
+
+    codes = []
+    with engine.connect() as connection:
+        for skip in (True, False):
+            opts: dict[str, Any] = {"include_name": include_name}
+            if skip:
+                opts = skip_unchanged_tables(connection, metadata, opts)
+            context = MigrationContext.configure(connection, opts=opts)
+            codes.append(render_python_code(produce_migrations(context, metadata).upgrade_ops))
+    assert codes[0] == codes[1]
+    assert "create_table('company'" in codes[0]
+
+
 def test_sqlite_create_statements_compare_as_sets_of_elements() -> None:
     name, elements, options = split_create_table(
         "CREATE TABLE \"t\" (a INTEGER DEFAULT ',', b VARCHAR(10, 2), CHECK (a IN (1, 2))) WITHOUT ROWID"

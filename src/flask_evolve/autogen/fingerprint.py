@@ -384,9 +384,13 @@ class SkipUnchangedTables:
         return self._unchanged
 
     def include_name(self, name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
-        if type_ == "table" and not parent_names.get("schema_name") and name in self.unchanged:
+        if self.include_name_hook is not None and not self.include_name_hook(name, type_, parent_names):
+            if type_ == "table":
+                # The app hides this table's database side: let Alembic (and the app's
+                # include_object) decide about its model side, as without the skip.
+                self.unchanged.discard(name)  # type: ignore[arg-type]
             return False
-        return self.include_name_hook(name, type_, parent_names) if self.include_name_hook else True
+        return not (type_ == "table" and not parent_names.get("schema_name") and name in self.unchanged)
 
     def include_object(
         self, obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
