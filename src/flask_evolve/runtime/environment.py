@@ -206,6 +206,23 @@ async def _run_online_async(
         await async_connection.run_sync(migrate)
 
 
+def _comparison_args(
+    context: EnvironmentContext, connection: Connection, metadata: MetaData, args: dict[str, Any]
+) -> dict[str, Any]:
+    """``args``, plus hooks that let autogenerate skip tables that provably match their models.
+
+    ``Migrate(..., fast_autogenerate=False)`` compares every table in detail, as Alembic does.
+    """
+    from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
+
+    options = context.config.attributes.get(OPTIONS_ATTRIBUTE, {}) if context.config is not None else {}
+    if not options.get("fast_autogenerate", True):
+        return args
+    from flask_evolve.autogen.fingerprint import skip_unchanged_tables
+
+    return skip_unchanged_tables(connection, metadata, args)
+
+
 def _migrate_connections(
     context: EnvironmentContext,
     databases: list[Database],
@@ -215,7 +232,11 @@ def _migrate_connections(
     multidb: bool,
 ) -> None:
     if not multidb:
-        context.configure(connection=connections[0], target_metadata=databases[0].metadata, **args)
+        context.configure(
+            connection=connections[0],
+            target_metadata=databases[0].metadata,
+            **_comparison_args(context, connections[0], databases[0].metadata, args),
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -229,7 +250,7 @@ def _migrate_connections(
                 connection=connection,
                 target_metadata=database.metadata,
                 **_multidb_tokens(database.name),
-                **args,
+                **_comparison_args(context, connection, database.metadata, args),
             )
             context.run_migrations(engine_name=database.name)
         for transaction in transactions:
