@@ -26,6 +26,7 @@ EVOLVE_OPTIONS = frozenset(
         "archive_drops",
         "lock_timeout",
         "verify",
+        "lint_ignore",
     }
 )
 
