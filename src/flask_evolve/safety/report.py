@@ -85,6 +85,7 @@ class RiskReport:
 
     changes: list[Change]
     measured: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def findings(self) -> list[Finding]:
@@ -125,6 +126,7 @@ class RiskReport:
                 for finding in change.findings:
                     label = style(f"{finding.rule} {finding.severity}", fg=_COLOURS[finding.severity])
                     lines.append(f"      {label}: {finding.message}")
+        lines += [f"Warning: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -201,3 +203,9 @@ def risk_report(ctx: RewriteContext) -> None:
     if config is not None:
         reports: list[RiskReport] = config.attributes.setdefault(REPORT_ATTRIBUTE, [])
         reports.append(report)
+    if report.changes and connection is not None:
+        from flask_evolve.safety.diagnostics import warn_first_revision_over_existing_tables
+
+        warning = warn_first_revision_over_existing_tables(context)
+        if warning:
+            report.notes.append(warning)

@@ -218,16 +218,17 @@ def describe_diff(diff: Any) -> str:
     if isinstance(diff, list):
         return "; ".join(describe_diff(d) for d in diff)
     kind, *rest = diff
-    names = []
     for item in rest:
-        name = getattr(item, "name", None)
         if isinstance(item, sa.Column) and item.table is not None:
-            names.append(f"{item.table.name}.{item.name}")
-        elif isinstance(item, str) and item:
-            names.append(item)
-        elif name:
-            names.append(str(name))
-    return f"{kind} {' '.join(dict.fromkeys(names))}".strip()
+            return f"{kind} {item.table.name}.{item.name}"
+    for item in rest:
+        if isinstance(item, sa.Table):
+            return f"{kind} {item.name}"
+        if isinstance(item, sa.Index | sa.Constraint):
+            table = getattr(item, "table", None)
+            return f"{kind} {item.name or ''} on {getattr(table, 'name', '?')}".replace("  ", " ")
+    names = [str(item) for item in rest if isinstance(item, str) and item]
+    return f"{kind} {'.'.join(names)}".strip()
 
 
 def verify_history(
