@@ -225,7 +225,7 @@ def migrate(
     if rendered is not None:
         config.print_stdout("# Dry run: this script was not written.\n%s", rendered)
         return None
-    if written and not sql and _verify_wanted(config, verify):
+    if written and not sql and _verify_wanted(config, verify) and not _multidb():
         _verify_new_revision(config, written)
     if not written:
         if exit_code:
@@ -240,6 +240,12 @@ def _print_reports(reports: Sequence[Any]) -> None:
     for report in reports:
         if report.changes:
             sys.stderr.write(report.render(colour=sys.stderr.isatty()) + "\n")
+
+
+def _multidb() -> bool:
+    from flask_evolve.environment import bind_names
+
+    return bool(bind_names())
 
 
 def _verify_wanted(config: AlembicConfig, verify: bool | None) -> bool:
@@ -486,6 +492,11 @@ def verify(
     from flask_evolve.safety.verify import verify_history
 
     config = _config(directory)
+    if _multidb():
+        raise MigrationError(
+            "verify does not handle multi-database apps yet: it replays the default database only "
+            "when SQLALCHEMY_BINDS is empty."
+        )
     engine = _migrate_extension().require_db().engine
     with _explained(directory):
         return _scratch(

@@ -90,8 +90,18 @@ def lint_script(revision: Script, dialect: str, ignore: Iterable[str] = ()) -> l
     """
     with open(revision.path, encoding="utf-8") as f:
         silenced = allowed_rules(f.read()) | set(ignore)
-    operations = capture(revision.module.upgrade, dialect)
+    operations = [op for fn in upgrade_functions(revision) for op in capture(fn, dialect)]
     return check_operations(operations, dialect, revision=revision.revision, ignore=silenced)
+
+
+def upgrade_functions(revision: Script) -> list[Any]:
+    """``upgrade``, or in a multi-database script the ``upgrade_<bind>`` functions it dispatches to."""
+    import inspect
+
+    module = revision.module
+    if inspect.signature(module.upgrade).parameters:
+        return [getattr(module, name) for name in sorted(dir(module)) if name.startswith("upgrade_")]
+    return [module.upgrade]
 
 
 def lint(
