@@ -220,3 +220,13 @@ def test_a_validated_check_constraint_silences_set_not_null_scan(postgres_url: s
     with engine.connect() as c:
         assert "EV304" not in {f.rule for f in measure(check_operations([operation], "postgresql"), c)}
     engine.dispose()
+
+
+def test_the_readme_documents_every_rule_and_command() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for rule in RULES.values():
+        assert f"| {rule.id} | {rule.name} |" in readme
+    for command in ("flask db lint", "flask db verify", "flask db check", "flask db status", "--dry-run"):
+        assert command in readme
