@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from flask_evolve.safety.schema import differences, snapshot
+from flask_evolve.safety.schema import schema_state, state_differences
 from flask_evolve.safety.scratch import scratch_engine
 from flask_evolve.safety.verify import run_scripts
 
@@ -47,7 +47,7 @@ def drift(config: Config, live: sa.Engine, scratch_url: str | None = None) -> li
         revisions = recorded_revisions(connection)
         if revisions is None:
             return None
-        actual = snapshot(connection)
+        actual = schema_state(connection)
     with replayed(config, live.url, revisions, scratch_url) as scratch:
-        expected = snapshot(scratch)
-    return differences(expected, actual)
+        expected = schema_state(scratch)
+    return state_differences(expected, actual)

@@ -62,7 +62,8 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
     admin = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            # template0: nobody connects to it, so concurrent creates never collide.
+            connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
     except sa.exc.DBAPIError as exc:
         admin.dispose()
         raise ScratchError(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from flask_evolve.safety.capture import CaptureError, capture, quiet_alembic
-from flask_evolve.safety.schema import Snapshot, differences, snapshot
+from flask_evolve.safety.schema import SchemaState, schema_state, state_differences
 from flask_evolve.safety.scratch import copy_schema, scratch_engine
 
 if TYPE_CHECKING:
@@ -157,10 +157,10 @@ def _round_trip(
     config: Config,
     connection: sa.Connection,
     revision: Script,
-    before: Snapshot,
+    before: SchemaState,
     step: Step,
     script: ScriptDirectory | None = None,
-) -> Snapshot | None:
+) -> SchemaState | None:
     """Upgrade to ``revision``, downgrade and compare with ``before``, upgrade again; return the schema."""
     down_target = revision.down_revision
 
@@ -172,7 +172,7 @@ def _round_trip(
     except Exception as exc:
         step.problems.append(f"upgrade failed: {_first_line(exc)}")
         return None
-    after = snapshot(connection)
+    after = schema_state(connection)
     if isinstance(down_target, tuple | list):
         step.timings["down"] = 0.0
         return after  # A merge point: its parents were each checked on their own.
@@ -182,18 +182,17 @@ def _round_trip(
     except Exception as exc:
         step.problems.append(f"downgrade failed: {_first_line(exc)}")
         return None
-    restored = snapshot(connection)
-    for difference in differences(before, restored):
+    restored = schema_state(connection)
+    for difference in state_differences(before, restored):
         step.problems.append(f"after downgrade, {difference}")
     try:
         _timed(step.timings, "up again", run(revision.revision))
     except Exception as exc:
         step.problems.append(f"upgrade after downgrade failed: {_first_line(exc)}")
         return None
-    again = snapshot(connection)
-    if again != after:
-        for difference in differences(after, again):
-            step.problems.append(f"second upgrade differs: {difference}")
+    again = schema_state(connection)
+    for difference in state_differences(after, again):
+        step.problems.append(f"second upgrade differs: {difference}")
     return again
 
 
@@ -260,7 +259,7 @@ def verify_history(
         )
     dialect = sa.make_url(scratch_url or live_url).get_backend_name()
     with scratch_engine(live_url, scratch_url) as engine, engine.connect() as connection:
-        before = snapshot(connection)
+        before = schema_state(connection)
         broken = False
         for revision in _ordered_revisions(script):
             step = Step(revision.revision, revision.doc or "")
@@ -313,7 +312,7 @@ def verify_new_revision(config: Config, revision: str, live: sa.Engine) -> Verif
             missing = has_downgrade(new, connection.dialect.name)
             if missing:
                 step.problems.append(missing)
-            _round_trip(config, connection, new, snapshot(connection), step, script)
+            _round_trip(config, connection, new, schema_state(connection), step, script)
     except Exception as exc:
         step.problems.append(f"could not verify: {_first_line(exc)}")
     result.steps.append(step)
