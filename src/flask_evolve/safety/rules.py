@@ -712,6 +712,27 @@ def check_operations(
     return [f for _, found in pairs for f in found]
 
 
+#: A count that takes longer than this (on a huge table) is given up; the finding stays, without a count.
+PROBE_TIMEOUT_MS = 3000
+
+
+def _run_probe(probe: Probe, connection: Connection) -> ProbeResult:
+    if connection.dialect.name != "postgresql":
+        return probe(connection)
+    if not connection.in_transaction():
+        with connection.begin():
+            return _run_probe(probe, connection)
+    with connection.begin_nested():
+        previous = connection.execute(sa.text("SHOW statement_timeout")).scalar()
+        connection.execute(
+            sa.text("SELECT set_config('statement_timeout', :t, true)"), {"t": str(PROBE_TIMEOUT_MS)}
+        )
+        try:
+            return probe(connection)
+        finally:
+            connection.execute(sa.text("SELECT set_config('statement_timeout', :t, true)"), {"t": previous})
+
+
 def measure(findings: Iterable[Finding], connection: Connection) -> list[Finding]:
     """Look at the live data: add row counts to findings, drop the ones the data proves harmless.
 
@@ -725,11 +746,7 @@ def measure(findings: Iterable[Finding], connection: Connection) -> list[Finding
             measured.append(finding)
             continue
         try:
-            if connection.dialect.name == "postgresql" and connection.in_transaction():
-                with connection.begin_nested():
-                    result = finding.probe(connection)
-            else:
-                result = finding.probe(connection)
+            result = _run_probe(finding.probe, connection)
         except Exception:
             measured.append(finding)
             continue

@@ -57,6 +57,7 @@ class Verification:
     steps: list[Step] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    scope: str = ""
 
     @property
     def ok(self) -> bool:
@@ -67,7 +68,8 @@ class Verification:
         lines += [f"  FAIL {p}" for p in self.problems]
         failed = sum(not s.ok for s in self.steps) + len(self.problems)
         verdict = "OK" if self.ok else f"FAILED ({failed} problem{'s' if failed != 1 else ''})"
-        lines.append(f"verify: {verdict}: {len(self.steps)} revision(s) replayed in {self.seconds:.2f}s.")
+        scope = self.scope or f"{len(self.steps)} revision(s) replayed"
+        lines.append(f"verify: {verdict}: {scope} in {self.seconds:.2f}s.")
         return lines
 
     def summary(self) -> str:
@@ -302,7 +304,7 @@ def verify_new_revision(config: Config, revision: str, live: sa.Engine) -> Verif
     from alembic.script import ScriptDirectory
 
     started = time.perf_counter()
-    result = Verification()
+    result = Verification(scope="new revision upgraded, downgraded and upgraded again on a scratch copy")
     script = ScriptDirectory.from_config(config)
     new = script.get_revision(revision)
     assert new is not None
