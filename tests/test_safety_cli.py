@@ -114,6 +114,10 @@ def test_dry_run_shows_the_script_and_report_and_writes_nothing(sqlite_project: 
     written = sorted(p.name for p in (project.migrations / "versions").glob("*.py"))
     assert written == ["r1_employee.py", "r2_age.py"]
 
+    real = project.flask("db", "migrate", "-m", "drop age", "--no-verify")
+    assert "EV102" in real.stderr and "verify:" not in real.output
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 3
+
 
 # -- lint -----------------------------------------------------------------------------------
 
@@ -160,8 +164,7 @@ def test_verify_passes_a_sound_history(project: Project) -> None:
     assert project.tables() <= {"alembic_version"}  # the app's own database was not touched
 
 
-def test_verify_catches_a_downgrade_that_does_not_restore_a_column(sqlite_project: Project) -> None:
-    project = sqlite_project
+def test_verify_catches_a_downgrade_that_does_not_restore_a_column(project: Project) -> None:
     history(project)
     write_revision(project, "r3", "r2", DROP_AGE, "pass  # forgot to add age back", "drop age")
     project.write_app(EMPLOYEE.format(extra=""))

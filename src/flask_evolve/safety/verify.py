@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from flask_evolve.safety.capture import CaptureError, capture, quiet_alembic
 from flask_evolve.safety.schema import SchemaState, schema_state, state_differences
-from flask_evolve.safety.scratch import copy_schema, scratch_engine
+from flask_evolve.safety.scratch import ScratchError, copy_schema, scratch_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -58,12 +58,15 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     scope: str = ""
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(s.ok for s in self.steps)
 
     def lines(self) -> list[str]:
+        if self.skipped:
+            return [f"verify: skipped: {self.skipped}"]
         lines = [s.line() for s in self.steps]
         lines += [f"  FAIL {p}" for p in self.problems]
         failed = sum(not s.ok for s in self.steps) + len(self.problems)
@@ -315,6 +318,9 @@ def verify_new_revision(config: Config, revision: str, live: sa.Engine) -> Verif
             if missing:
                 step.problems.append(missing)
             _round_trip(config, connection, new, schema_state(connection), step, script)
+    except ScratchError as exc:
+        result.skipped = f"{exc} (--no-verify skips this step)"
+        return result
     except Exception as exc:
         step.problems.append(f"could not verify: {_first_line(exc)}")
     result.steps.append(step)
