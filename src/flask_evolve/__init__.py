@@ -13,18 +13,22 @@ from flask_evolve.commands import (
     heads,
     history,
     init,
+    lint,
     list_templates,
     merge,
     migrate,
     revision,
     show,
     stamp,
+    status,
     upgrade,
+    verify,
 )
-from flask_evolve.errors import MigrationError, NoChangesError, NoDatabaseError, UserInputError
+from flask_evolve.errors import CheckError, MigrationError, NoChangesError, NoDatabaseError, UserInputError
 from flask_evolve.extension import Migrate
 
 __all__ = [
+    "CheckError",
     "Config",
     "Migrate",
     "MigrationError",
@@ -40,6 +44,7 @@ __all__ = [
     "heads",
     "history",
     "init",
+    "lint",
     "list_templates",
     "manage",
     "merge",
@@ -47,7 +52,9 @@ __all__ = [
     "revision",
     "show",
     "stamp",
+    "status",
     "upgrade",
+    "verify",
 ]
 
 

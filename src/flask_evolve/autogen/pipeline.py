@@ -80,9 +80,9 @@ def _render_dry_run(context: MigrationContext, script: MigrationScript) -> str:
     from alembic.autogenerate import render_python_code
     from alembic.runtime.migration import MigrationContext
 
-    # A context without the script directory: rendering needs only the dialect.
     from flask_evolve.safety.capture import quiet_alembic
 
+    # A context without the script directory: rendering needs only the dialect.
     with quiet_alembic():
         render_context = MigrationContext.configure(dialect=context.dialect)
     options = {
