@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from alembic.operations import ops
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
 
 from flask_evolve.safety.capture import CaptureError, capture
@@ -202,6 +204,18 @@ def test_counts_the_rows_a_migration_trips_over(connection: sa.Connection) -> No
     assert "2 rows of employee point at no company row" in measured(connection, fk, "EV203")
 
 
+@pytest.mark.postgresql
+def test_counts_values_that_will_not_convert_on_postgresql(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url, poolclass=NullPool)
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE employee (id INTEGER PRIMARY KEY, age VARCHAR(10))"))
+        c.execute(sa.text("INSERT INTO employee VALUES (1, '36'), (2, 'forty'), (3, NULL), (4, ' 7 ')"))
+    with engine.connect() as c:
+        message = measured(c, RISKY["EV204"][1], "EV204")
+    assert "1 row of employee has a value of age that is not integer: this upgrade will fail" in message
+    engine.dispose()
+
+
 def test_not_null_column_added_to_a_table_with_rows(connection: sa.Connection) -> None:
     add = ops.AddColumnOp("employee", sa.Column("badge", sa.Integer, nullable=False))
     assert "employee has 3 rows: this upgrade will fail" in measured(connection, add, "EV201")
@@ -230,3 +244,16 @@ def test_the_readme_documents_every_rule_and_command() -> None:
         assert f"| {rule.id} | {rule.name} |" in readme
     for command in ("flask db lint", "flask db verify", "flask db check", "flask db status", "--dry-run"):
         assert command in readme
+
+
+@given(
+    old=st.one_of(st.none(), st.integers(1, 500)),
+    new=st.one_of(st.none(), st.integers(1, 500)),
+)
+def test_varchar_changes_are_narrowing_exactly_when_they_shorten(old: int | None, new: int | None) -> None:
+    from flask_evolve.safety.rules import narrowing, rewrites_on_postgresql
+
+    shorter = new is not None and (old is None or new < old)
+    assert (narrowing(sa.String(old), sa.String(new)) is not None) is shorter
+    # PostgreSQL rewrites only when the column gets shorter (a longer VARCHAR is a catalog change).
+    assert rewrites_on_postgresql(sa.String(old), sa.String(new)) is shorter

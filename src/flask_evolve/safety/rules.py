@@ -498,6 +498,24 @@ def type_conversion(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
     if not _converts(operation.existing_type, operation.modify_type):
         return
     table, column = operation.table_name, operation.column_name
+    pattern = _NUMBER_PATTERNS.get(_family(operation.modify_type))
+    probe = _size_probe(table, "each value must convert")
+    if pattern is not None and _family(operation.existing_type) == "string":
+
+        def probe(connection: Connection) -> ProbeResult:
+            if connection.dialect.name != "postgresql":
+                return _size_probe(table, "each value must convert")(connection)
+            q = _quote(connection, column)
+            n = _scalar(
+                connection,
+                f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL "
+                f"AND {q}::text !~ '{pattern}'",
+            )
+            kind = _family(operation.modify_type)
+            rows = _rows_of(n, table, "has", "have")
+            detail = f"{rows} a value of {column} that is not {kind}: this upgrade will fail."
+            return ProbeResult(detail if n else None)
+
     yield Finding(
         "EV204",
         "warning",
@@ -505,8 +523,14 @@ def type_conversion(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
         f"converts {table}.{column} from {_describe(operation.existing_type)} "
         f"to {_describe(operation.modify_type)}",
         column=column,
-        probe=_size_probe(table, "each value must convert"),
+        probe=probe,
     )
+
+
+_NUMBER_PATTERNS = {
+    "integer": r"^\s*[-+]?[0-9]+\s*$",
+    "numeric": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
+}
 
 
 _POSTGRESQL = ("postgresql",)
