@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 Snapshot = dict[str, dict[str, Any]]
 
@@ -129,16 +131,19 @@ def schema_state(connection: sa.Connection) -> SchemaState:
     return SchemaState(ddl={t: tuple(statements) for t, statements in ddl.items()})
 
 
+@functools.cache
+def _memory_engine() -> sa.Engine:
+    # NullPool: every connection is a fresh, empty in-memory database; the engine (and its
+    # dialect initialisation) is made once.
+    return sa.create_engine("sqlite://", poolclass=NullPool)
+
+
 def _rebuilt(ddl: dict[str, tuple[str, ...]], tables: set[str]) -> Snapshot:
-    engine = sa.create_engine("sqlite://")
-    try:
-        with engine.connect() as connection:
-            for table in sorted(tables):
-                for statement in ddl[table]:
-                    connection.exec_driver_sql(statement)
-            return snapshot(connection)
-    finally:
-        engine.dispose()
+    with _memory_engine().connect() as connection:
+        for table in sorted(tables):
+            for statement in ddl[table]:
+                connection.exec_driver_sql(statement)
+        return snapshot(connection)
 
 
 def state_differences(expected: SchemaState, actual: SchemaState) -> list[str]:
