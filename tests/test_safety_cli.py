@@ -203,9 +203,10 @@ def test_verify_catches_two_heads(sqlite_project: Project) -> None:
     assert "2 heads (r2, r2b)" in result.stdout
 
 
-def test_verify_catches_a_migration_that_fails_on_postgresql_only(project: Project) -> None:
+def text_age_then_integer(project: Project) -> None:
+    """employee.age added as VARCHAR, then made INTEGER: SQLite's batch copy converts the values,
+    PostgreSQL refuses without a USING clause."""
     history(project, extra="    age = db.Column(db.Integer)")
-    # VARCHAR -> INTEGER: SQLite's batch copy converts, PostgreSQL wants a USING clause.
     write_revision(project, "r2", "r1", """
         with op.batch_alter_table("employee") as batch_op:
             batch_op.add_column(sa.Column("age", sa.String(10), nullable=True))
@@ -217,12 +218,27 @@ def test_verify_catches_a_migration_that_fails_on_postgresql_only(project: Proje
         with op.batch_alter_table("employee") as batch_op:
             batch_op.alter_column("age", existing_type=sa.Integer(), type_=sa.String(10))
     """, "age int")
+
+
+def test_verify_catches_a_migration_that_fails_on_postgresql_only(project: Project) -> None:
+    text_age_then_integer(project)
     if project.dialect == "sqlite":
         assert "verify: OK" in project.flask("db", "verify").stdout
     else:
         result = project.flask("db", "verify", ok=False)
         assert "FAIL r3" in result.stdout and "upgrade failed" in result.stdout
         assert "cannot be cast automatically" in result.stdout
+
+
+@pytest.mark.postgresql
+def test_a_sqlite_project_verifies_its_history_on_postgresql(
+    sqlite_project: Project, postgres_url: str
+) -> None:
+    project = sqlite_project
+    text_age_then_integer(project)
+    result = project.flask("db", "verify", "--scratch-url", postgres_url, ok=False)
+    assert "FAIL r3" in result.stdout and "cannot be cast automatically" in result.stdout
+    assert project.tables() <= {"alembic_version"}
 
 
 # -- check ----------------------------------------------------------------------------------
