@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
-from flask_evolve.errors import CheckError, MigrationError, NoChangesError, explain_alembic_error
+from flask_evolve.errors import (
+    CheckError,
+    MigrationError,
+    NoChangesError,
+    UserInputError,
+    explain_alembic_error,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -529,8 +535,21 @@ def lint(
     if dialect is None:
         db = _migrate_extension().db
         dialect = db.engine.dialect.name if db is not None else "postgresql"
+    _require_dialect(dialect)
     with _explained(directory):
         return lint_revisions(config, dialect, rev_range, _lint_ignore(ignore))
+
+
+def _require_dialect(name: str) -> None:
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(f"{name}://").get_dialect()
+    except (exc.NoSuchModuleError, exc.ArgumentError):
+        raise UserInputError(
+            f"Unknown database kind '{name}': use sqlite, postgresql, mysql, mssql or oracle."
+        ) from None
 
 
 def status(

@@ -60,7 +60,7 @@ class LintResult:
         for revision, reason in self.uncaptured.items():
             lines.append(f"{revision}  not checked: its upgrade() could not be captured ({reason})")
         tally = {s: sum(f.severity == s for f in self.findings) for s in reversed(SEVERITIES)}
-        counts = ", ".join(f"{n} {s}" for s, n in tally.items() if n) or "no findings"
+        counts = ", ".join(f"{n} {s}{'s' if n > 1 else ''}" for s, n in tally.items() if n) or "no findings"
         failing = len(self.failing(fail_on))
         verdict = f"FAILED ({failing} at or above {fail_on})" if failing else "OK"
         lines.append(f"lint: {verdict}: {counts} in {len(self.revisions)} revision(s).")
