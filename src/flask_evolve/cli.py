@@ -322,7 +322,7 @@ def check(directory: str | None) -> None:
 @click.option("--scratch-url", default=None, help="An empty database to replay on (default: a temporary one)")
 @_one_line_errors
 def verify(directory: str | None, scratch_url: str | None) -> None:
-    """Replay the migration history on a scratch database and check every step."""
+    """Replay the history on a scratch database and check every step."""
     click.echo("Replaying the history on a scratch database (up, down, up again per step):")
     result = commands.verify(
         _directory_or_group(directory),
@@ -362,7 +362,10 @@ def lint(
     ignore: tuple[str, ...],
     list_rules: bool,
 ) -> None:
-    """Check revision scripts for risky operations (RANGE: rev, start:end, start: or :end)."""
+    """Check revision scripts for risky operations.
+
+    RANGE is a revision, start:end, start: or :end (default: all).
+    """
     if list_rules:
         from flask_evolve.safety.report import rule_catalogue
 
@@ -382,7 +385,7 @@ def lint(
 @click.option("--scratch-url", default=None, help="An empty database for the drift check")
 @_one_line_errors
 def status(directory: str | None, output_format: str, no_drift: bool, scratch_url: str | None) -> None:
-    """Show the current and head revisions, pending migrations with their risks, and drift."""
+    """Show revisions, pending migrations with their risks, and drift."""
     result = commands.status(_directory_or_group(directory), drift=not no_drift, scratch_url=scratch_url)
     if output_format == "json":
         click.echo(result.to_json())

@@ -36,6 +36,7 @@ class Status:
     pending: list[Pending]
     drift: list[str] | None
     drift_error: str | None = None
+    drift_checked: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class Status:
             "drift": None if self.drift is None else bool(self.drift),
             "drift_details": self.drift or [],
             "drift_error": self.drift_error,
+            "drift_checked": self.drift_checked,
         }
 
     def to_json(self) -> str:
@@ -79,7 +81,9 @@ class Status:
                     lines.append(f"      {style(f.rule, fg=_COLOURS[f.severity])} {f.message}")
                 if p.uncaptured:
                     lines.append(f"      not checked: {p.uncaptured}")
-        if self.drift_error:
+        if not self.drift_checked:
+            lines.append("Drift:            not checked")
+        elif self.drift_error:
             lines.append(f"Drift:            unknown ({self.drift_error})")
         elif self.drift is None:
             lines.append("Drift:            unknown (no recorded revision)")
@@ -120,7 +124,7 @@ def status(
             with live.connect() as connection:
                 entry.findings = measure(entry.findings, connection)
         pending.append(entry)
-    result = Status(current, heads, pending, None)
+    result = Status(current, heads, pending, None, drift_checked=check_drift)
     if check_drift:
         try:
             result.drift = drift(config, live, scratch_url)
