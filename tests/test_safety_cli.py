@@ -100,6 +100,26 @@ def test_migrate_reports_risks_with_row_counts_and_keeps_alembic_lines(project: 
     assert project.rows("employee", order_by="id")[1]["age"] is None
 
 
+def test_migrate_verifies_the_new_step_before_anyone_upgrades(project: Project) -> None:
+    history(project, extra="    age = db.Column(db.String(10))")
+    write_revision(project, "r2", "r1", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.String(10), nullable=True))
+    """, DROP_AGE, "age")
+    project.flask("db", "upgrade")
+
+    project.write_app(EMPLOYEE.format(extra="    age = db.Column(db.Integer)"))
+    migrate = project.flask("db", "migrate", "-m", "age int")
+
+    assert "EV204" in migrate.stderr
+    if project.dialect == "postgresql":
+        # Caught on a scratch copy of the schema, not on the real database at upgrade time.
+        assert "verify: FAILED" in migrate.stderr and "cannot be cast automatically" in migrate.stderr
+    else:
+        assert "verify: OK" in migrate.stderr
+    assert project.version() == ["r2"]
+
+
 def test_dry_run_shows_the_script_and_report_and_writes_nothing(sqlite_project: Project) -> None:
     project = sqlite_project
     history(project)
