@@ -181,6 +181,8 @@ def test_verify_passes_a_sound_history(project: Project) -> None:
     result = project.flask("db", "verify")
     assert "ok   r1" in result.stdout and "ok   r2" in result.stdout
     assert "verify: OK: 2 revision(s)" in result.stdout
+    as_json = json.loads(project.flask("db", "verify", "--format", "json").stdout)
+    assert as_json["ok"] and [s["revision"] for s in as_json["steps"]] == ["r1", "r2"]
     assert project.tables() <= {"alembic_version"}  # the app's own database was not touched
 
 
@@ -277,7 +279,13 @@ def test_check_tells_models_changed_not_at_head_and_drift_apart(project: Project
     assert "changed outside migrations" in drift.stderr
     project.execute("ALTER TABLE employee DROP COLUMN nickname")
 
+    # Added by hand to the database and to the models, but never to a migration.
+    project.execute("ALTER TABLE employee ADD COLUMN email VARCHAR(80)")
     project.write_app(EMPLOYEE.format(extra=AGE + "\n    email = db.Column(db.String(80))"))
+    assert project.flask("db", "check").returncode == 0
+    assert project.flask("db", "check", "--drift", ok=False).returncode == 4
+    project.execute("ALTER TABLE employee DROP COLUMN email")
+
     changed = project.flask("db", "check", ok=False)
     assert changed.returncode == 1
     assert "New upgrade operations detected: add_column employee.email" in changed.stderr

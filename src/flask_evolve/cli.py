@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -311,18 +312,24 @@ def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purg
 
 @db.command()
 @_directory_option
+@click.option("--drift", is_flag=True, help="Look for drift even when models and database agree")
 @_one_line_errors
-def check(directory: str | None) -> None:
+def check(directory: str | None, drift: bool) -> None:
     """Check if there are any new operations to migrate"""
-    commands.check(_directory_or_group(directory))
+    commands.check(_directory_or_group(directory), drift=drift)
 
 
 @db.command()
 @_directory_option
 @click.option("--scratch-url", default=None, help="An empty database to replay on (default: a temporary one)")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @_one_line_errors
-def verify(directory: str | None, scratch_url: str | None) -> None:
+def verify(directory: str | None, scratch_url: str | None, output_format: str) -> None:
     """Replay the history on a scratch database and check every step."""
+    if output_format == "json":
+        result = commands.verify(_directory_or_group(directory), scratch_url=scratch_url)
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        sys.exit(0 if result.ok else 1)
     click.echo("Replaying the history on a scratch database (up, down, up again per step):")
     result = commands.verify(
         _directory_or_group(directory),

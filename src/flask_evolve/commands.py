@@ -402,18 +402,22 @@ def stamp(
         command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
 
 
-def check(directory: PathLike | None = None) -> None:
+def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
     """Fail if the models have changes that no migration covers yet, or the database is out of step.
 
     Raises :class:`CheckError` whose ``exit_code`` says why: 1 the models
     changed, 3 the database is not at head, 4 the database drifted from its
     recorded revision. A multi-database app gets Alembic's own check.
+
+    :param drift: compare with a scratch replay even when the models and the
+        database agree (a change made by hand in both is found only this way).
     """
     from alembic import command
     from alembic.script import ScriptDirectory
 
     from flask_evolve.environment import bind_names
-    from flask_evolve.safety.drift import drift, recorded_revisions
+    from flask_evolve.safety.drift import drift as drift_of
+    from flask_evolve.safety.drift import recorded_revisions
     from flask_evolve.safety.verify import compare_with_models, describe_diff
 
     config = _config(directory)
@@ -435,17 +439,20 @@ def check(directory: PathLike | None = None) -> None:
                 CheckError.NOT_AT_HEAD,
             )
         diffs = compare_with_models(connection, _metadata(), _compare_args())
-    if not diffs:
+    if not diffs and not drift:
         config.print_stdout("No new upgrade operations detected.")
         return
-    changed = "; ".join(describe_diff(d) for d in diffs[:5]) + (" …" if len(diffs) > 5 else "")
-    drifted = _drift_or_none(lambda: drift(config, engine)) if heads else None
+    drifted = _drift_or_none(lambda: drift_of(config, engine)) if heads else None
     if drifted:
         raise CheckError(
             f"The database differs from what revision {', '.join(current or ())} should look like "
             f"({'; '.join(drifted[:3])}): it was changed outside migrations.",
             CheckError.DRIFT,
         )
+    if not diffs:
+        config.print_stdout("No new upgrade operations detected.")
+        return
+    changed = "; ".join(describe_diff(d) for d in diffs[:5]) + (" …" if len(diffs) > 5 else "")
     raise CheckError(
         f"New upgrade operations detected: {changed}: run `{flask_cmd} migrate`.",
         CheckError.MODELS_CHANGED,
