@@ -358,3 +358,28 @@ def test_status_shows_revisions_pending_risks_and_drift(sqlite_project: Project,
     assert status["current"] == ["r2"] and status["heads"] == ["r3"] and not status["up_to_date"]
     assert [p["revision"] for p in status["pending"]] == ["r3"]
     assert status["drift"] is drifted
+
+
+def test_the_safety_commands_work_from_python(sqlite_project: Project) -> None:
+    import subprocess
+    import sys
+
+    project = sqlite_project
+    history(project, extra="")
+    write_revision(project, "r3", "r2", DROP_AGE, ADD_AGE, "drop age")
+    script = textwrap.dedent("""
+        import flask_evolve
+        from app import app
+        with app.app_context():
+            print(sorted({f.rule for f in flask_evolve.lint().findings}))
+            print(flask_evolve.verify().ok)
+            print(flask_evolve.status(drift=False).as_dict()["pending"][0]["revision"])
+            try:
+                flask_evolve.check()
+            except flask_evolve.CheckError as exc:
+                print(exc.exit_code)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project.path, env=project.env(), capture_output=True, text=True
+    )
+    assert done.stdout.split("\n")[:4] == ["['EV102', 'EV401']", "True", "r1", "3"], done.stderr
