@@ -158,7 +158,10 @@ def make_process_revision_directives(
             user_hook(context, revision, directives)
         if rewrite_context is not None and directives:
             for reader in _readers():
-                reader(rewrite_context)
+                try:
+                    reader(rewrite_context)
+                except Exception as exc:  # A report must never cost the user their migration.
+                    log.warning("The risk report failed (%r); the script is unaffected.", exc)
         if (
             autogenerate
             and directives
