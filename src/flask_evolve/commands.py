@@ -273,6 +273,11 @@ def _verify_new_revision(config: AlembicConfig, written: Any) -> None:
     for script in scripts:
         result = verify_new_revision(config, script.revision, engine)
         sys.stderr.write(result.summary() + "\n")
+        if not result.ok:
+            sys.stderr.write(
+                f"Warning: {script.path} failed on a scratch copy of your schema: "
+                f"fix it before `flask {_migrate_extension().command} upgrade`.\n"
+            )
 
 
 def edit(directory: PathLike | None = None, revision: str = "current") -> None:
