@@ -78,7 +78,10 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
     finally:
         engine.dispose()
         with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            try:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except sa.exc.ProgrammingError:  # PostgreSQL < 13 has no FORCE; our engine is disposed.
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
 
