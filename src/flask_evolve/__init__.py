@@ -13,19 +13,23 @@ from flask_evolve.commands import (
     heads,
     history,
     init,
+    lint,
     list_templates,
     merge,
     migrate,
     revision,
     show,
     stamp,
+    status,
     upgrade,
+    verify,
 )
-from flask_evolve.errors import MigrationError, NoChangesError, NoDatabaseError, UserInputError
+from flask_evolve.errors import CheckError, MigrationError, NoChangesError, NoDatabaseError, UserInputError
 from flask_evolve.extension import Migrate
 
 __all__ = [
     "NAMING_CONVENTION",
+    "CheckError",
     "Config",
     "Migrate",
     "MigrationError",
@@ -41,6 +45,7 @@ __all__ = [
     "heads",
     "history",
     "init",
+    "lint",
     "list_templates",
     "manage",
     "merge",
@@ -48,7 +53,9 @@ __all__ = [
     "revision",
     "show",
     "stamp",
+    "status",
     "upgrade",
+    "verify",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -154,6 +155,12 @@ def revision(
     help="State a rename: TABLE.OLD_COLUMN=NEW_COLUMN or OLD_TABLE=NEW_TABLE (repeatable)",
 )
 @click.option("--no-renames", is_flag=True, help="Never guess renames: dropped + added stay drop + add")
+@click.option("--dry-run", is_flag=True, help="Show the script and the risk report, write nothing")
+@click.option(
+    "--verify/--no-verify",
+    default=None,
+    help="Run the new step on a scratch copy of the schema (default: on)",
+)
 @_one_line_errors
 def migrate(
     directory: str | None,
@@ -168,6 +175,8 @@ def migrate(
     exit_code: bool,
     renames: tuple[str, ...],
     no_renames: bool,
+    dry_run: bool,
+    verify: bool | None,
 ) -> None:
     """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
     options: dict[str, object] = {}
@@ -187,6 +196,8 @@ def migrate(
         _x_args_or_group(x_arg),
         exit_code=exit_code,
         options=options,
+        dry_run=dry_run,
+        verify=verify,
     )
 
 
@@ -317,10 +328,92 @@ def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purg
 
 @db.command()
 @_directory_option
+@click.option("--drift", is_flag=True, help="Look for drift even when models and database agree")
 @_one_line_errors
-def check(directory: str | None) -> None:
+def check(directory: str | None, drift: bool) -> None:
     """Check if there are any new operations to migrate"""
-    commands.check(_directory_or_group(directory))
+    commands.check(_directory_or_group(directory), drift=drift)
+
+
+@db.command()
+@_directory_option
+@click.option("--scratch-url", default=None, help="An empty database to replay on (default: a temporary one)")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@_one_line_errors
+def verify(directory: str | None, scratch_url: str | None, output_format: str) -> None:
+    """Replay the history on a scratch database and check every step."""
+    if output_format == "json":
+        result = commands.verify(_directory_or_group(directory), scratch_url=scratch_url)
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        sys.exit(0 if result.ok else 1)
+    click.echo("Replaying the history on a scratch database (up, down, up again per step):")
+    result = commands.verify(
+        _directory_or_group(directory),
+        scratch_url=scratch_url,
+        on_step=lambda step: click.echo(step.line()),
+    )
+    for problem in result.problems:
+        click.echo(f"  FAIL {problem}")
+    verdict = result.lines()[-1]
+    # click.echo drops the colour when stdout is not a terminal.
+    click.echo(click.style(verdict, fg="green" if result.ok else "red"))
+    if not result.ok:
+        sys.exit(1)
+
+
+@db.command()
+@_directory_option
+@click.argument("rev_range", required=False, metavar="[RANGE]")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["notice", "warning", "error"]),
+    default="error",
+    show_default=True,
+    help="Exit with status 1 when a finding is at least this severe",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--dialect", default=None, help="Judge for this database kind (default: the app's)")
+@click.option("--ignore", multiple=True, help="Rule ID to skip (repeatable)")
+@click.option("--rules", "list_rules", is_flag=True, help="List the rules and exit")
+@_one_line_errors
+def lint(
+    directory: str | None,
+    rev_range: str | None,
+    fail_on: str,
+    output_format: str,
+    dialect: str | None,
+    ignore: tuple[str, ...],
+    list_rules: bool,
+) -> None:
+    """Check revision scripts for risky operations.
+
+    RANGE is a revision, start:end, start: or :end (default: all).
+    """
+    if list_rules:
+        from flask_evolve.safety.report import rule_catalogue
+
+        for rule in rule_catalogue():
+            click.echo(f"{rule['id']}  {rule['name']:<30} {rule['severity']:<8} {rule['doc']}")
+        return
+    result = commands.lint(_directory_or_group(directory), rev_range, dialect=dialect, ignore=ignore)
+    click.echo(result.to_json(fail_on) if output_format == "json" else result.render(fail_on))
+    if result.failing(fail_on):
+        sys.exit(1)
+
+
+@db.command()
+@_directory_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--no-drift", is_flag=True, help="Skip the drift check (replays the history)")
+@click.option("--scratch-url", default=None, help="An empty database for the drift check")
+@_one_line_errors
+def status(directory: str | None, output_format: str, no_drift: bool, scratch_url: str | None) -> None:
+    """Show revisions, pending migrations with their risks, and drift."""
+    result = commands.status(_directory_or_group(directory), drift=not no_drift, scratch_url=scratch_url)
+    if output_format == "json":
+        click.echo(result.to_json())
+    else:
+        click.echo(result.render(colour=sys.stdout.isatty()))
 
 
 def manage(app: Any, args: list[str] | None = None) -> None:

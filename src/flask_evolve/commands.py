@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
-from flask_evolve.errors import MigrationError, NoChangesError, explain_alembic_error
+from flask_evolve.errors import (
+    CheckError,
+    MigrationError,
+    NoChangesError,
+    UserInputError,
+    explain_alembic_error,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -192,17 +198,28 @@ def migrate(
     *,
     exit_code: bool = False,
     options: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    verify: bool | None = None,
 ) -> Any:
     """Autogenerate a new revision file by comparing the models with the database.
+
+    Prints a risk report (changes grouped by table, flagged with rule IDs) on stderr.
 
     :param exit_code: raise :class:`NoChangesError` when nothing was written.
     :param options: Flask-Evolve options for this run (rename hints, …), read
         by the autogenerate pipeline; they override those given to ``Migrate``.
+    :param dry_run: print the script and the report, write nothing.
+    :param verify: run the new step on a scratch copy of the schema (upgrade,
+        downgrade, upgrade); ``None`` follows ``Migrate(verify=...)``, default on.
     :return: the written Alembic Script, or ``None`` when there were no changes.
     """
     from alembic import command
 
-    config = _config(directory, x_arg=x_arg, opts=["autogenerate"], options=options)
+    from flask_evolve.autogen.pipeline import DRY_RUN_ATTRIBUTE
+    from flask_evolve.safety.report import REPORT_ATTRIBUTE
+
+    run_options = {**(options or {}), **({"dry_run": True} if dry_run else {})}
+    config = _config(directory, x_arg=x_arg, opts=["autogenerate"], options=run_options)
     with _explained(directory):
         written = command.revision(
             config,
@@ -215,11 +232,58 @@ def migrate(
             version_path=version_path,
             rev_id=rev_id,
         )
+    _print_reports(config.attributes.get(REPORT_ATTRIBUTE, []))
+    rendered = config.attributes.get(DRY_RUN_ATTRIBUTE)
+    if rendered is not None:
+        config.print_stdout("# Dry run: this script was not written.\n%s", rendered)
+        return None
+    if written and not sql and _verify_wanted(config, verify) and not _multidb():
+        _verify_new_revision(config, written)
     if not written:
         if exit_code:
             raise NoChangesError("No changes in schema detected: no revision was written.")
         return None
     return written
+
+
+def _print_reports(reports: Sequence[Any]) -> None:
+    import sys
+
+    for report in reports:
+        if report.changes:
+            sys.stderr.write(report.render(colour=sys.stderr.isatty()) + "\n")
+
+
+def _multidb() -> bool:
+    from flask_evolve.environment import bind_names
+
+    return bool(bind_names())
+
+
+def _verify_wanted(config: AlembicConfig, verify: bool | None) -> bool:
+    from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
+
+    if verify is not None:
+        return verify
+    return bool(config.attributes.get(OPTIONS_ATTRIBUTE, {}).get("verify", True))
+
+
+def _verify_new_revision(config: AlembicConfig, written: Any) -> None:
+    """Upgrade, downgrade and upgrade the new step on a scratch copy of the live schema; warn on failure."""
+    import sys
+
+    from flask_evolve.safety.verify import verify_new_revision
+
+    scripts = written if isinstance(written, list) else [written]
+    engine = _migrate_extension().require_db().engine
+    for script in scripts:
+        result = verify_new_revision(config, script.revision, engine)
+        sys.stderr.write(result.summary() + "\n")
+        if not result.ok:
+            sys.stderr.write(
+                f"Warning: {script.path} failed on a scratch copy of your schema: "
+                f"fix it before `flask {_migrate_extension().command} upgrade`.\n"
+            )
 
 
 def edit(directory: PathLike | None = None, revision: str = "current") -> None:
@@ -349,10 +413,170 @@ def stamp(
         command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
 
 
-def check(directory: PathLike | None = None) -> None:
-    """Fail if the models have changes that no migration covers yet."""
+def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
+    """Fail if the models have changes that no migration covers yet, or the database is out of step.
+
+    Raises :class:`CheckError` whose ``exit_code`` says why: 1 the models
+    changed, 3 the database is not at head, 4 the database drifted from its
+    recorded revision. A multi-database app gets Alembic's own check.
+
+    :param drift: compare with a scratch replay even when the models and the
+        database agree (a change made by hand in both is found only this way).
+    """
     from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from flask_evolve.environment import bind_names
+    from flask_evolve.safety.drift import drift as drift_of
+    from flask_evolve.safety.drift import recorded_revisions
+    from flask_evolve.safety.verify import compare_with_models, describe_diff
 
     config = _config(directory)
+    if bind_names():
+        with _explained(directory):
+            command.check(config)
+        return
+    flask_cmd = f"flask {_migrate_extension().command}"
+    engine = _migrate_extension().require_db().engine
     with _explained(directory):
-        command.check(config)
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        current = recorded_revisions(connection)
+        if heads and set(current or ()) != heads:
+            at = ", ".join(current) if current else "no revision"
+            raise CheckError(
+                f"The database is at {at}, not at head ({', '.join(sorted(heads))}): "
+                f"run `{flask_cmd} upgrade`.",
+                CheckError.NOT_AT_HEAD,
+            )
+        diffs = compare_with_models(connection, _metadata(), _compare_args())
+    if not diffs and not drift:
+        config.print_stdout("No new upgrade operations detected.")
+        return
+    drifted = _drift_or_none(lambda: drift_of(config, engine)) if heads else None
+    if drifted:
+        raise CheckError(
+            f"The database differs from what revision {', '.join(current or ())} should look like "
+            f"({'; '.join(drifted[:3])}): it was changed outside migrations.",
+            CheckError.DRIFT,
+        )
+    if not diffs:
+        config.print_stdout("No new upgrade operations detected.")
+        return
+    changed = "; ".join(describe_diff(d) for d in diffs[:5]) + (" …" if len(diffs) > 5 else "")
+    raise CheckError(
+        f"New upgrade operations detected: {changed}: run `{flask_cmd} migrate`.",
+        CheckError.MODELS_CHANGED,
+    )
+
+
+def _drift_or_none(fn: Any) -> Any:
+    from flask_evolve.safety.scratch import ScratchError
+
+    try:
+        return fn()
+    except ScratchError:
+        return None
+
+
+def _metadata() -> Any:
+    return _migrate_extension().require_db().metadata
+
+
+def _compare_args() -> dict[str, Any]:
+    return dict(current_app.extensions["migrate"].configure_args)
+
+
+def _lint_ignore(extra: Iterable[str] = ()) -> list[str]:
+    return [*(_migrate_extension().evolve_options.get("lint_ignore") or ()), *extra]
+
+
+def _scratch(fn: Any) -> Any:
+    """Run ``fn``, turning a missing scratch database into a one-line error."""
+    from flask_evolve.safety.scratch import ScratchError
+
+    try:
+        return fn()
+    except ScratchError as exc:
+        raise MigrationError(str(exc)) from exc
+
+
+def verify(
+    directory: PathLike | None = None,
+    *,
+    scratch_url: str | None = None,
+    on_step: Any = None,
+) -> Any:
+    """Replay the whole history on a scratch database and return the :class:`Verification`.
+
+    :param scratch_url: an empty database to use; by default a temp SQLite
+        file, or a temporary PostgreSQL database created and dropped here.
+    :param on_step: called with each step's result as it finishes.
+    """
+    from flask_evolve.safety.verify import verify_history
+
+    config = _config(directory)
+    if _multidb():
+        raise MigrationError(
+            "verify does not handle multi-database apps yet: it replays the default database only "
+            "when SQLALCHEMY_BINDS is empty."
+        )
+    engine = _migrate_extension().require_db().engine
+    with _explained(directory):
+        return _scratch(
+            lambda: verify_history(
+                config,
+                engine.url,
+                _metadata(),
+                scratch_url=scratch_url,
+                compare_args=_compare_args(),
+                on_step=on_step,
+            )
+        )
+
+
+def lint(
+    directory: PathLike | None = None,
+    rev_range: str | None = None,
+    *,
+    dialect: str | None = None,
+    ignore: Iterable[str] = (),
+) -> Any:
+    """Run the risk rules over existing revision scripts; return the :class:`LintResult`.
+
+    :param dialect: the database kind to judge for; the app's database by default.
+    :param ignore: rule IDs to skip, on top of ``Migrate(lint_ignore=[...])``.
+    """
+    from flask_evolve.safety.lint import lint as lint_revisions
+
+    config = _config(directory, need_db=False)
+    if dialect is None:
+        db = _migrate_extension().db
+        dialect = db.engine.dialect.name if db is not None else "postgresql"
+    _require_dialect(dialect)
+    with _explained(directory):
+        return lint_revisions(config, dialect, rev_range, _lint_ignore(ignore))
+
+
+def _require_dialect(name: str) -> None:
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(f"{name}://").get_dialect()
+    except (exc.NoSuchModuleError, exc.ArgumentError):
+        raise UserInputError(
+            f"Unknown database kind '{name}': use sqlite, postgresql, mysql, mssql or oracle."
+        ) from None
+
+
+def status(
+    directory: PathLike | None = None, *, drift: bool = True, scratch_url: str | None = None
+) -> Any:
+    """Gather current and head revisions, pending migrations with their risks, and drift."""
+    from flask_evolve.safety.status import status as gather
+
+    config = _config(directory)
+    engine = _migrate_extension().require_db().engine
+    with _explained(directory):
+        return gather(config, engine, ignore=_lint_ignore(), check_drift=drift, scratch_url=scratch_url)

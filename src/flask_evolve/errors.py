@@ -24,6 +24,23 @@ class NoChangesError(MigrationError):
     """``migrate --exit-code`` found nothing to write."""
 
 
+class CheckError(MigrationError):
+    """``check`` found something out of step; the exit code says what.
+
+    1: the models have changes no migration covers (as in Flask-Migrate);
+    3: the database is not at the head revision;
+    4: the database differs from what its recorded revision should look like (drift).
+    """
+
+    MODELS_CHANGED = 1
+    NOT_AT_HEAD = 3
+    DRIFT = 4
+
+    def __init__(self, message: str, exit_code: int = MODELS_CHANGED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class UserInputError(MigrationError):
     """A revision argument, option or file given by the user is wrong."""
 

@@ -27,6 +27,7 @@ EVOLVE_OPTIONS = frozenset(
         "lock_timeout",
         "verify",
         "fast_autogenerate",
+        "lint_ignore",
     }
 )
 

@@ -61,10 +61,63 @@ def _default_rewriters() -> list[Rewriter]:
 #: archive-before-drop and SQLite planning.
 REWRITERS: list[Rewriter] = _default_rewriters()
 
+#: Key in ``Config.attributes`` where ``--dry-run`` leaves the rendered script instead of writing it.
+DRY_RUN_ATTRIBUTE = "flask_evolve.dry_run_script"
+
+
+def _readers() -> list[Rewriter]:
+    """Steps that only read the final tree (after the user's hook): the risk report."""
+    from flask_evolve.safety.report import risk_report
+
+    return [risk_report]
+
+
+def _explain_no_changes(context: MigrationContext) -> None:
+    from flask_evolve.safety.diagnostics import explain_no_changes
+
+    try:
+        lines = explain_no_changes(context)
+    except Exception as exc:  # A diagnostic must never break `migrate`.
+        log.debug("could not explain the empty autogenerate: %s", exc)
+        return
+    for line in lines:
+        log.warning(line)
+
+
+def _render_dry_run(context: MigrationContext, script: MigrationScript) -> str:
+    from alembic.autogenerate import render_python_code
+    from alembic.runtime.migration import MigrationContext
+
+    from flask_evolve.safety.capture import quiet_alembic
+
+    # A context without the script directory: rendering needs only the dialect.
+    with quiet_alembic():
+        render_context = MigrationContext.configure(dialect=context.dialect)
+    options = {
+        "render_as_batch": bool(context.opts.get("render_as_batch")),
+        "render_item": context.opts.get("render_item"),
+        "user_module_prefix": context.opts.get("user_module_prefix"),
+        "migration_context": render_context,
+    }
+    parts = []
+    for up, down in zip(script.upgrade_ops_list, script.downgrade_ops_list, strict=True):
+        parts.append("def upgrade():\n    " + render_python_code(up, **options))
+        parts.append("def downgrade():\n    " + render_python_code(down, **options))
+    return "\n\n".join(parts)
+
 
 def _is_autogenerate(context: MigrationContext) -> bool:
     config = context.config
     return bool(config is not None and getattr(config.cmd_opts, "autogenerate", False))
+
+
+def _all_compared(
+    context: MigrationContext,
+    script: MigrationScript,
+    database_names: Callable[[], Sequence[str]] | None,
+) -> bool:
+    multidb = context.opts.get("upgrade_token") != "upgrades" and database_names is not None
+    return not (multidb and len(script.upgrade_ops_list) < len(database_names()) + 1)  # type: ignore[misc]
 
 
 def _all_compared_and_empty(
@@ -101,6 +154,7 @@ def make_process_revision_directives(
         context: MigrationContext, revision: Any, directives: MutableSequence[Any]
     ) -> None:
         autogenerate = _is_autogenerate(context)
+        rewrite_context: RewriteContext | None = None
         if autogenerate and directives:
             options = {}
             if context.config is not None:
@@ -110,6 +164,12 @@ def make_process_revision_directives(
                 rewriter(rewrite_context)
         if user_hook is not None:
             user_hook(context, revision, directives)
+        if rewrite_context is not None and directives:
+            for reader in _readers():
+                try:
+                    reader(rewrite_context)
+                except Exception as exc:  # A report must never cost the user their migration.
+                    log.warning("The risk report failed (%r); the script is unaffected.", exc)
         if (
             autogenerate
             and directives
@@ -117,6 +177,16 @@ def make_process_revision_directives(
         ):
             directives[:] = []
             log.info("No changes in schema detected.")
+            _explain_no_changes(context)
+        elif (
+            rewrite_context is not None
+            and directives
+            and rewrite_context.options.get("dry_run")
+            and context.config is not None
+            and _all_compared(context, directives[0], database_names)
+        ):
+            context.config.attributes[DRY_RUN_ATTRIBUTE] = _render_dry_run(context, directives[0])
+            directives[:] = []
 
     process_revision_directives.flask_evolve = True  # type: ignore[attr-defined]
     return process_revision_directives

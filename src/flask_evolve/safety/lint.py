@@ -1,0 +1,119 @@
+"""`lint`: the risk rules over existing revision scripts, from the operations each script emits."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask_evolve.safety.capture import CaptureError, capture
+from flask_evolve.safety.rules import RULES, SEVERITIES, Finding, at_or_above, check_operations
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import Script
+
+#: ``# flask-evolve: allow EV102, EV401`` (IDs or rule names) in a revision script silences those rules there.
+MARKER = re.compile(r"#\s*flask-evolve:\s*allow\s+([\w\-, ]+)", re.IGNORECASE)
+
+
+def allowed_rules(source: str) -> set[str]:
+    """The rule IDs a script's marker comments silence."""
+    by_name = {rule.name: rule.id for rule in RULES.values()}
+    allowed: set[str] = set()
+    for match in MARKER.finditer(source):
+        for word in re.split(r"[,\s]+", match.group(1).strip()):
+            if word:
+                allowed.add(by_name.get(word.lower(), word.upper()))
+    return allowed
+
+
+@dataclass
+class LintResult:
+    """Findings over a range of revisions, and the scripts whose operations could not be captured."""
+
+    revisions: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    uncaptured: dict[str, str] = field(default_factory=dict)
+
+    def failing(self, fail_on: str) -> list[Finding]:
+        return at_or_above(self.findings, fail_on)
+
+    def as_dict(self, fail_on: str = "error") -> dict[str, Any]:
+        return {
+            "revisions": self.revisions,
+            "findings": [f.as_dict() for f in self.findings],
+            "uncaptured": self.uncaptured,
+            "fail_on": fail_on,
+            "failed": bool(self.failing(fail_on)),
+        }
+
+    def to_json(self, fail_on: str = "error") -> str:
+        return json.dumps(self.as_dict(fail_on), indent=2)
+
+    def render(self, fail_on: str = "error") -> str:
+        lines = []
+        for finding in self.findings:
+            lines.append(f"{finding.revision}  {finding.rule} {finding.severity:<7}  {finding.message}")
+        for revision, reason in self.uncaptured.items():
+            lines.append(f"{revision}  not checked: its upgrade() could not be captured ({reason})")
+        tally = {s: sum(f.severity == s for f in self.findings) for s in reversed(SEVERITIES)}
+        counts = ", ".join(f"{n} {s}{'s' if n > 1 else ''}" for s, n in tally.items() if n) or "no findings"
+        failing = len(self.failing(fail_on))
+        verdict = f"FAILED ({failing} at or above {fail_on})" if failing else "OK"
+        lines.append(f"lint: {verdict}: {counts} in {len(self.revisions)} revision(s).")
+        return "\n".join(lines)
+
+
+def select_revisions(config: Config, rev_range: str | None) -> list[Script]:
+    """The revisions of ``rev_range`` (``start:end``, ``start:``, ``:end``, one, or all); oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    if rev_range is None:
+        start, end = "base", "heads"
+    elif ":" in rev_range:
+        start, end = rev_range.split(":", 1)
+        start, end = start or "base", end or "heads"
+    else:
+        one = script.get_revision(rev_range)
+        return [one] if one is not None else []
+    return list(reversed(list(script.walk_revisions(start, end))))
+
+
+def lint_script(revision: Script, dialect: str, ignore: Iterable[str] = ()) -> list[Finding]:
+    """The findings of one revision script's upgrade(), minus the rules it or the app silences.
+
+    :raises CaptureError: the script's upgrade() could not be run offline.
+    """
+    with open(revision.path, encoding="utf-8") as f:
+        silenced = allowed_rules(f.read()) | set(ignore)
+    operations = [op for fn in upgrade_functions(revision) for op in capture(fn, dialect)]
+    return check_operations(operations, dialect, revision=revision.revision, ignore=silenced)
+
+
+def upgrade_functions(revision: Script) -> list[Any]:
+    """``upgrade``, or in a multi-database script the ``upgrade_<bind>`` functions it dispatches to."""
+    import inspect
+
+    module = revision.module
+    if inspect.signature(module.upgrade).parameters:
+        return [getattr(module, name) for name in sorted(dir(module)) if name.startswith("upgrade_")]
+    return [module.upgrade]
+
+
+def lint(
+    config: Config, dialect: str, rev_range: str | None = None, ignore: Iterable[str] = ()
+) -> LintResult:
+    """Run the rules over each revision of ``rev_range`` for ``dialect``."""
+    result = LintResult()
+    ignored = tuple(ignore)
+    for revision in select_revisions(config, rev_range):
+        result.revisions.append(revision.revision)
+        try:
+            result.findings.extend(lint_script(revision, dialect, ignored))
+        except CaptureError as exc:
+            result.uncaptured[revision.revision] = str(exc)
+    return result

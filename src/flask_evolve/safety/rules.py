@@ -1,0 +1,787 @@
+"""The risk rules: small pure functions over Alembic operations that say what a migration may break."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import types as sqltypes
+
+if TYPE_CHECKING:
+    from alembic.operations.ops import MigrateOperation
+    from sqlalchemy.engine import Connection
+
+#: Severities, weakest first; ``--fail-on`` compares against this order.
+SEVERITIES = ("notice", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a look at the live data adds to a finding.
+
+    :param detail: a sentence appended to the finding's message.
+    :param resolved: the data proves the risk absent (e.g. a validated CHECK
+        already guarantees NOT NULL), so the finding is dropped.
+    """
+
+    detail: str | None = None
+    resolved: bool = False
+
+
+Probe = Callable[["Connection"], ProbeResult]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One risk found in one operation."""
+
+    rule: str
+    severity: str
+    table: str
+    message: str
+    column: str | None = None
+    revision: str | None = None
+    probe: Probe | None = field(default=None, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "name": RULES[self.rule].name,
+            "severity": self.severity,
+            "table": self.table,
+            "column": self.column,
+            "revision": self.revision,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule may know besides the operation itself.
+
+    :param dialect: the target database's dialect name (``sqlite``, ``postgresql`` …).
+    :param new_tables: tables created earlier in the same migration; they hold
+        no rows yet, so data and locking rules do not apply to them.
+    """
+
+    dialect: str
+    new_tables: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A documented rule: stable ID, short name, severity, and why it matters."""
+
+    id: str
+    name: str
+    severity: str
+    category: str
+    check: Callable[[MigrateOperation, RuleContext], Iterable[Finding]]
+    doc: str
+    dialects: tuple[str, ...] = ()
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(
+    id: str, name: str, severity: str, category: str, doc: str, dialects: tuple[str, ...] = ()
+) -> Callable[[Callable[[MigrateOperation, RuleContext], Iterable[Finding]]], Any]:
+    def register(fn: Callable[[MigrateOperation, RuleContext], Iterable[Finding]]) -> Any:
+        RULES[id] = Rule(id, name, severity, category, fn, doc, dialects)
+        return fn
+
+    return register
+
+
+# -- reading the operations -----------------------------------------------------------------
+
+
+def flatten(operations: Iterable[MigrateOperation]) -> Iterator[MigrateOperation]:
+    """Every leaf operation, with the per-table groups autogenerate makes opened up."""
+    from alembic.operations import ops
+
+    for operation in operations:
+        if isinstance(operation, ops.OpContainer):
+            yield from flatten(operation.ops)
+        else:
+            yield operation
+
+
+def _table_of(operation: Any) -> str:
+    return str(getattr(operation, "table_name", None) or getattr(operation, "source_table", "") or "")
+
+
+def _quote(connection: Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote(name)
+
+
+def _quoter(connection: Connection) -> Callable[[str], str]:
+    return lambda name: _quote(connection, name)
+
+
+def _scalar(connection: Connection, sql: str) -> Any:
+    return connection.execute(sa.text(sql)).scalar()
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _verb(n: int, singular: str, plural: str) -> str:
+    return singular if n == 1 else plural
+
+
+def _rows_of(n: int, table: str, singular: str, plural: str) -> str:
+    """``1 row of employee has`` / ``3 rows of employee have``."""
+    return f"{_rows(n)} of {table} {_verb(n, singular, plural)}"
+
+
+def table_rows(connection: Connection, table: str) -> int:
+    """The number of rows of ``table``: PostgreSQL's estimate when it has one, else an exact count."""
+    if connection.dialect.name == "postgresql":
+        estimate = _scalar(
+            connection,
+            f"SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass('{_quote(connection, table)}')",
+        )
+        if estimate is not None and estimate >= 0:
+            return int(estimate)
+    return int(_scalar(connection, f"SELECT count(*) FROM {_quote(connection, table)}"))
+
+
+def _size_probe(table: str, what: str) -> Probe:
+    def probe(connection: Connection) -> ProbeResult:
+        n = table_rows(connection, table)
+        return ProbeResult(f"{table} has {_rows(n)}: {what}." if n else f"{table} is empty now.")
+
+    return probe
+
+
+# -- types ----------------------------------------------------------------------------------
+
+_FAMILIES: tuple[tuple[type[Any], str], ...] = (
+    (sqltypes.Boolean, "boolean"),
+    (sqltypes.Integer, "integer"),
+    (sqltypes.Numeric, "numeric"),
+    (sqltypes.DateTime, "datetime"),
+    (sqltypes.Date, "date"),
+    (sqltypes.Time, "time"),
+    (sqltypes.Interval, "interval"),
+    (sqltypes.Enum, "enum"),
+    (sqltypes.String, "string"),
+    (sqltypes.LargeBinary, "binary"),
+    (sqltypes.JSON, "json"),
+    (sqltypes.Uuid, "uuid"),
+)
+_INTEGER_RANK = ((sqltypes.SmallInteger, 1), (sqltypes.BigInteger, 3), (sqltypes.Integer, 2))
+
+
+def _family(type_: Any) -> str:
+    type_ = sqltypes.to_instance(type_)
+    for cls, name in _FAMILIES:
+        if isinstance(type_, cls):
+            return name
+    return type(type_).__name__.lower()
+
+
+def _integer_rank(type_: Any) -> int:
+    for cls, rank in _INTEGER_RANK:
+        if isinstance(type_, cls):
+            return rank
+    return 0
+
+
+def _string_length(type_: Any) -> float:
+    length = getattr(type_, "length", None)
+    return float("inf") if length is None else float(length)
+
+
+def narrowing(old: Any, new: Any) -> str | None:
+    """Why ``old`` → ``new`` can lose data, or None if every old value fits the new type."""
+    old, new = sqltypes.to_instance(old), sqltypes.to_instance(new)
+    old_family, new_family = _family(old), _family(new)
+    if old_family == new_family == "string" and _string_length(new) < _string_length(old):
+        return f"{_describe(old)} → {_describe(new)} truncates or rejects longer values"
+    if old_family == new_family == "integer" and _integer_rank(new) < _integer_rank(old):
+        return f"{_describe(old)} → {_describe(new)} cannot hold the larger values"
+    if old_family == new_family == "numeric":
+        old_p, new_p = getattr(old, "precision", None), getattr(new, "precision", None)
+        old_s, new_s = getattr(old, "scale", None) or 0, getattr(new, "scale", None) or 0
+        if (new_p is not None and (old_p is None or new_p - new_s < old_p - old_s)) or new_s < old_s:
+            return f"{_describe(old)} → {_describe(new)} loses digits"
+        if isinstance(old, sqltypes.Float) != isinstance(new, sqltypes.Float) and not isinstance(
+            new, sqltypes.Float
+        ):
+            return f"{_describe(old)} → {_describe(new)} rounds floating-point values"
+    if old_family == "numeric" and new_family == "integer":
+        return f"{_describe(old)} → {_describe(new)} drops the fractional part"
+    if old_family == "datetime" and new_family == "date":
+        return f"{_describe(old)} → {_describe(new)} drops the time of day"
+    return None
+
+
+def _converts(old: Any, new: Any) -> bool:
+    """True if the values must be converted between type families (which can fail row by row)."""
+    old_family, new_family = _family(old), _family(new)
+    if old_family == new_family:
+        return False
+    # Every value has a text form, and integers fit numeric columns.
+    return not (new_family == "string" or (old_family == "integer" and new_family == "numeric"))
+
+
+def rewrites_on_postgresql(old: Any, new: Any) -> bool:
+    """True if ALTER COLUMN ... TYPE rewrites the table (and its indexes) on PostgreSQL."""
+    if old is None:
+        return True
+    old, new = sqltypes.to_instance(old), sqltypes.to_instance(new)
+    old_family, new_family = _family(old), _family(new)
+    if old_family == new_family == "string" and not isinstance(old, sqltypes.Enum):
+        # varchar(n) → varchar(m >= n) and → text are catalog-only changes.
+        return _string_length(new) < _string_length(old)
+    if old_family == new_family == "numeric" and not isinstance(old, sqltypes.Float):
+        old_p, new_p = getattr(old, "precision", None), getattr(new, "precision", None)
+        same_scale = (getattr(old, "scale", None) or 0) == (getattr(new, "scale", None) or 0)
+        return not (new_p is None or (old_p is not None and new_p >= old_p and same_scale))
+    return True
+
+
+def _describe(type_: Any) -> str:
+    try:
+        return str(sqltypes.to_instance(type_).compile())
+    except Exception:
+        return type(type_).__name__
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+@rule(
+    "EV101",
+    "drop-table",
+    "error",
+    "data loss",
+    "Dropping a table deletes every row in it. Keep the table until nothing reads it, "
+    "or archive its rows first.",
+)
+def drop_table(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if isinstance(operation, ops.DropTableOp):
+        table = operation.table_name
+
+        def probe(connection: Connection) -> ProbeResult:
+            n = table_rows(connection, table)
+            return ProbeResult(f"{_rows(n)} will be deleted." if n else "The table is empty now.")
+
+        yield Finding("EV101", "error", table, f"drops table {table}", probe=probe)
+
+
+@rule(
+    "EV102",
+    "drop-column",
+    "error",
+    "data loss",
+    "Dropping a column deletes its values in every row; a downgrade brings the column back empty.",
+)
+def drop_column(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if isinstance(operation, ops.DropColumnOp) and operation.table_name not in ctx.new_tables:
+        table, column = operation.table_name, operation.column_name
+
+        def probe(connection: Connection) -> ProbeResult:
+            q = _quote(connection, column)
+            n = _scalar(
+                connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL"
+            )
+            lost = f"{_rows_of(n, table, 'holds', 'hold')} a value that will be lost."
+            return ProbeResult(lost if n else None)
+
+        yield Finding(
+            "EV102", "error", table, f"drops column {table}.{column}", column=column, probe=probe
+        )
+
+
+@rule(
+    "EV103",
+    "narrowing-type",
+    "error",
+    "data loss",
+    "Changing a column to a smaller type (shorter VARCHAR, smaller integer, fewer digits, "
+    "DATETIME to DATE) truncates values, or fails on the rows that do not fit.",
+)
+def narrowing_type(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if not (isinstance(operation, ops.AlterColumnOp) and operation.modify_type is not None):
+        return
+    if operation.existing_type is None or operation.table_name in ctx.new_tables:
+        return
+    why = narrowing(operation.existing_type, operation.modify_type)
+    if why is None:
+        return
+    table, column = operation.table_name, operation.column_name
+    new_length = getattr(sqltypes.to_instance(operation.modify_type), "length", None)
+    probe: Probe | None = None
+    if _family(operation.modify_type) == "string" and new_length is not None:
+
+        def probe(connection: Connection) -> ProbeResult:
+            q = _quote(connection, column)
+            n = _scalar(
+                connection,
+                f"SELECT count(*) FROM {_quote(connection, table)} WHERE length({q}) > {int(new_length)}",
+            )
+            return ProbeResult(
+                f"{_rows_of(n, table, 'has', 'have')} a {column} longer than {new_length}." if n else None
+            )
+
+    yield Finding("EV103", "error", table, f"{table}.{column}: {why}", column=column, probe=probe)
+
+
+def _count_nulls(table: str, column: str) -> Probe:
+    def probe(connection: Connection) -> ProbeResult:
+        q = _quote(connection, column)
+        n = _scalar(connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NULL")
+        detail = f"{_rows_of(n, table, 'has', 'have')} NULL {column}: this upgrade will fail."
+        return ProbeResult(detail if n else None)
+
+    return probe
+
+
+@rule(
+    "EV201",
+    "set-not-null",
+    "warning",
+    "may fail on existing data",
+    "SET NOT NULL fails if any row holds NULL, and adding a NOT NULL column without a server "
+    "default fails if the table has rows. Fill the NULLs (or give a server_default) first.",
+)
+def set_not_null(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    table = _table_of(operation)
+    if table in ctx.new_tables:
+        return
+    if (
+        isinstance(operation, ops.AlterColumnOp)
+        and operation.modify_nullable is False
+        and operation.existing_nullable is not False
+    ):
+        column = operation.column_name
+        yield Finding(
+            "EV201",
+            "warning",
+            table,
+            f"sets {table}.{column} NOT NULL",
+            column=column,
+            probe=_count_nulls(table, column),
+        )
+    elif (
+        isinstance(operation, ops.AddColumnOp)
+        and operation.column.nullable is False
+        and operation.column.server_default is None
+        and not operation.column.primary_key
+    ):
+        column = operation.column.name
+
+        def probe(connection: Connection) -> ProbeResult:
+            n = table_rows(connection, table)
+            return ProbeResult(f"{table} has {_rows(n)}: this upgrade will fail." if n else None)
+
+        yield Finding(
+            "EV201",
+            "warning",
+            table,
+            f"adds NOT NULL column {table}.{column} without a server default",
+            column=column,
+            probe=probe,
+        )
+
+
+def _column_names(columns: Sequence[Any]) -> list[str] | None:
+    names = [c if isinstance(c, str) else getattr(c, "name", None) for c in columns]
+    return None if any(not isinstance(n, str) for n in names) else names  # type: ignore[return-value]
+
+
+@rule(
+    "EV202",
+    "add-unique",
+    "warning",
+    "may fail on existing data",
+    "Adding a UNIQUE constraint or unique index fails if existing rows already repeat a value.",
+)
+def add_unique(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    unique_index = isinstance(operation, ops.CreateIndexOp) and operation.unique
+    if not (unique_index or isinstance(operation, ops.CreateUniqueConstraintOp)):
+        return
+    columns = list(operation.columns)
+    table = operation.table_name
+    if table in ctx.new_tables:
+        return
+    names = _column_names(columns)
+    probe: Probe | None = None
+    if names:
+
+        def probe(connection: Connection) -> ProbeResult:
+            cols = ", ".join(_quote(connection, c) for c in names)
+            not_null = " AND ".join(f"{_quote(connection, c)} IS NOT NULL" for c in names)
+            n = _scalar(
+                connection,
+                f"SELECT count(*) FROM (SELECT {cols} FROM {_quote(connection, table)} "
+                f"WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1) AS duplicates",
+            )
+            return ProbeResult(
+                f"{n} value(s) of {table}({', '.join(names)}) are repeated: this upgrade will fail."
+                if n
+                else None
+            )
+
+    shown = ", ".join(names) if names else "an expression"
+    yield Finding("EV202", "warning", table, f"adds a unique constraint on {table}({shown})", probe=probe)
+
+
+@rule(
+    "EV203",
+    "add-foreign-key",
+    "warning",
+    "may fail on existing data",
+    "Adding a FOREIGN KEY fails if existing rows point at rows that do not exist.",
+)
+def add_foreign_key(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if not isinstance(operation, ops.CreateForeignKeyOp) or operation.source_table in ctx.new_tables:
+        return
+    table, referent = operation.source_table, operation.referent_table
+    local, remote = list(operation.local_cols), list(operation.remote_cols)
+
+    def probe(connection: Connection) -> ProbeResult:
+        q = _quoter(connection)
+        present = " AND ".join(f"s.{q(c)} IS NOT NULL" for c in local)
+        match = " AND ".join(f"r.{q(rc)} = s.{q(lc)}" for lc, rc in zip(local, remote, strict=False))
+        n = _scalar(
+            connection,
+            f"SELECT count(*) FROM {q(table)} s WHERE {present} "
+            f"AND NOT EXISTS (SELECT 1 FROM {q(referent)} r WHERE {match})",
+        )
+        orphans = f"{_rows_of(n, table, 'points', 'point')} at no {referent} row: this upgrade will fail."
+        return ProbeResult(orphans if n else None)
+
+    yield Finding(
+        "EV203",
+        "warning",
+        table,
+        f"adds a foreign key {table}({', '.join(local)}) → {referent}({', '.join(remote)})",
+        probe=probe,
+    )
+
+
+@rule(
+    "EV204",
+    "type-conversion",
+    "warning",
+    "may fail on existing data",
+    "Converting a column between type families (text to integer, string to date …) fails on "
+    "the first value that does not convert; PostgreSQL also needs a USING clause.",
+)
+def type_conversion(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if not (isinstance(operation, ops.AlterColumnOp) and operation.modify_type is not None):
+        return
+    if operation.existing_type is None or operation.table_name in ctx.new_tables:
+        return
+    if not _converts(operation.existing_type, operation.modify_type):
+        return
+    table, column = operation.table_name, operation.column_name
+    pattern = _NUMBER_PATTERNS.get(_family(operation.modify_type))
+    probe = _size_probe(table, "each value must convert")
+    if pattern is not None and _family(operation.existing_type) == "string":
+
+        def probe(connection: Connection) -> ProbeResult:
+            if connection.dialect.name != "postgresql":
+                return _size_probe(table, "each value must convert")(connection)
+            q = _quote(connection, column)
+            n = _scalar(
+                connection,
+                f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL "
+                f"AND {q}::text !~ '{pattern}'",
+            )
+            kind = _family(operation.modify_type)
+            rows = _rows_of(n, table, "has", "have")
+            detail = f"{rows} a value of {column} that is not {kind}: this upgrade will fail."
+            return ProbeResult(detail if n else None)
+
+    yield Finding(
+        "EV204",
+        "warning",
+        table,
+        f"converts {table}.{column} from {_describe(operation.existing_type)} "
+        f"to {_describe(operation.modify_type)}",
+        column=column,
+        probe=probe,
+    )
+
+
+_NUMBER_PATTERNS = {
+    "integer": r"^\s*[-+]?[0-9]+\s*$",
+    "numeric": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
+}
+
+
+_POSTGRESQL = ("postgresql",)
+
+
+@rule(
+    "EV301",
+    "index-without-concurrently",
+    "notice",
+    "locks a large table on PostgreSQL",
+    "CREATE INDEX blocks writes to the table until the index is built. On a large table use "
+    "op.create_index(..., postgresql_concurrently=True) inside op.get_context().autocommit_block().",
+    _POSTGRESQL,
+)
+def index_without_concurrently(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if ctx.dialect != "postgresql" or not isinstance(operation, ops.CreateIndexOp):
+        return
+    if operation.table_name in ctx.new_tables or operation.kw.get("postgresql_concurrently"):
+        return
+    table = operation.table_name
+    yield Finding(
+        "EV301",
+        "notice",
+        table,
+        f"creates index {operation.index_name} on {table} without CONCURRENTLY (blocks writes)",
+        probe=_size_probe(table, "writes wait until the index is built"),
+    )
+
+
+@rule(
+    "EV302",
+    "rewriting-type-change",
+    "notice",
+    "locks a large table on PostgreSQL",
+    "Most ALTER COLUMN ... TYPE changes rewrite the whole table and its indexes under an ACCESS "
+    "EXCLUSIVE lock (widening a VARCHAR or NUMERIC, or VARCHAR to TEXT, does not).",
+    _POSTGRESQL,
+)
+def rewriting_type_change(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if ctx.dialect != "postgresql" or not isinstance(operation, ops.AlterColumnOp):
+        return
+    if operation.modify_type is None or operation.table_name in ctx.new_tables:
+        return
+    if not rewrites_on_postgresql(operation.existing_type, operation.modify_type):
+        return
+    table, column = operation.table_name, operation.column_name
+    yield Finding(
+        "EV302",
+        "notice",
+        table,
+        f"changing the type of {table}.{column} rewrites the table under an exclusive lock",
+        column=column,
+        probe=_size_probe(table, "reads and writes wait for the rewrite"),
+    )
+
+
+@rule(
+    "EV303",
+    "foreign-key-without-not-valid",
+    "notice",
+    "locks a large table on PostgreSQL",
+    "ADD FOREIGN KEY scans the whole table while blocking writes to both tables. Add it NOT VALID "
+    "(op.execute('ALTER TABLE ... ADD CONSTRAINT ... NOT VALID')) and "
+    "VALIDATE CONSTRAINT in a later migration.",
+    _POSTGRESQL,
+)
+def foreign_key_without_not_valid(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if ctx.dialect != "postgresql" or not isinstance(operation, ops.CreateForeignKeyOp):
+        return
+    if operation.source_table in ctx.new_tables or operation.kw.get("postgresql_not_valid"):
+        return
+    table = operation.source_table
+    name = f" {operation.constraint_name}" if operation.constraint_name else ""
+    yield Finding(
+        "EV303",
+        "notice",
+        table,
+        f"adds foreign key{name} on {table} without NOT VALID (blocks writes while every row is checked)",
+        probe=_size_probe(table, "writes wait while every row is checked"),
+    )
+
+
+@rule(
+    "EV304",
+    "set-not-null-without-check",
+    "notice",
+    "locks a large table on PostgreSQL",
+    "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock, unless a validated "
+    "CHECK (column IS NOT NULL) constraint already proves it (PostgreSQL 12+).",
+    _POSTGRESQL,
+)
+def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    if ctx.dialect != "postgresql" or not isinstance(operation, ops.AlterColumnOp):
+        return
+    if operation.modify_nullable is not False or operation.existing_nullable is False:
+        return
+    if operation.table_name in ctx.new_tables:
+        return
+    table, column = operation.table_name, operation.column_name
+
+    def probe(connection: Connection) -> ProbeResult:
+        definitions = connection.execute(
+            sa.text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = to_regclass(:t) AND contype = 'c' AND convalidated"
+            ),
+            {"t": _quote(connection, table)},
+        ).scalars()
+        wanted = f"{column} IS NOT NULL".lower()
+        if any(wanted in d.lower().replace('"', "") for d in definitions):
+            return ProbeResult(resolved=True)
+        return _size_probe(table, "reads and writes wait for the scan")(connection)
+
+    yield Finding(
+        "EV304",
+        "notice",
+        table,
+        f"sets {table}.{column} NOT NULL without a validated CHECK (scans under an exclusive lock)",
+        column=column,
+        probe=probe,
+    )
+
+
+@rule(
+    "EV401",
+    "breaks-running-app",
+    "notice",
+    "breaks the running app version",
+    "Renaming or dropping a table or column breaks the app version still running during a "
+    "deploy. Deploy code that stops using it first, then migrate (expand, then contract).",
+)
+def breaks_running_app(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+    from alembic.operations import ops
+
+    table = _table_of(operation)
+    if table in ctx.new_tables:
+        return
+    if isinstance(operation, ops.DropColumnOp):
+        what = f"drops column {table}.{operation.column_name}"
+    elif isinstance(operation, ops.DropTableOp):
+        what = f"drops table {table}"
+    elif isinstance(operation, ops.RenameTableOp):
+        what = f"renames table {table} to {operation.new_table_name}"
+    elif isinstance(operation, ops.AlterColumnOp) and operation.modify_name:
+        what = f"renames column {table}.{operation.column_name} to {operation.modify_name}"
+    else:
+        return
+    yield Finding("EV401", "notice", table, f"{what}: the running app version may still use it")
+
+
+# -- running the rules ----------------------------------------------------------------------
+
+
+def findings_per_operation(
+    operations: Iterable[MigrateOperation],
+    dialect: str,
+    *,
+    revision: str | None = None,
+    ignore: Iterable[str] = (),
+) -> list[tuple[MigrateOperation, list[Finding]]]:
+    """Run every rule over each leaf operation, in order; pair each leaf with its findings.
+
+    :param dialect: the target database's dialect name.
+    :param revision: stamped on each finding, for lint and status.
+    :param ignore: rule IDs to skip.
+    """
+    from alembic.operations import ops
+
+    skipped = set(ignore)
+    pairs: list[tuple[MigrateOperation, list[Finding]]] = []
+    new_tables: set[str] = set()
+    for operation in flatten(operations):
+        ctx = RuleContext(dialect, frozenset(new_tables))
+        found = [
+            replace(f, revision=revision)
+            for rule_ in RULES.values()
+            if rule_.id not in skipped
+            for f in rule_.check(operation, ctx)
+        ]
+        pairs.append((operation, found))
+        if isinstance(operation, ops.CreateTableOp):
+            new_tables.add(operation.table_name)
+    return pairs
+
+
+def check_operations(
+    operations: Iterable[MigrateOperation],
+    dialect: str,
+    *,
+    revision: str | None = None,
+    ignore: Iterable[str] = (),
+) -> list[Finding]:
+    """Every finding of every rule over ``operations`` (an op tree or a flat list), in order."""
+    pairs = findings_per_operation(operations, dialect, revision=revision, ignore=ignore)
+    return [f for _, found in pairs for f in found]
+
+
+#: A count that takes longer than this (on a huge table) is given up; the finding stays, without a count.
+PROBE_TIMEOUT_MS = 3000
+
+
+def _run_probe(probe: Probe, connection: Connection) -> ProbeResult:
+    if connection.dialect.name != "postgresql":
+        return probe(connection)
+    if not connection.in_transaction():
+        with connection.begin():
+            return _run_probe(probe, connection)
+    with connection.begin_nested():
+        previous = connection.execute(sa.text("SHOW statement_timeout")).scalar()
+        connection.execute(
+            sa.text("SELECT set_config('statement_timeout', :t, true)"), {"t": str(PROBE_TIMEOUT_MS)}
+        )
+        try:
+            return probe(connection)
+        finally:
+            connection.execute(sa.text("SELECT set_config('statement_timeout', :t, true)"), {"t": previous})
+
+
+def measure(findings: Iterable[Finding], connection: Connection) -> list[Finding]:
+    """Look at the live data: add row counts to findings, drop the ones the data proves harmless.
+
+    A probe that fails (the table does not exist yet, a permission is missing) leaves its
+    finding as it was; each runs in a SAVEPOINT on PostgreSQL so one failure does not spoil
+    the connection.
+    """
+    measured: list[Finding] = []
+    for finding in findings:
+        if finding.probe is None:
+            measured.append(finding)
+            continue
+        try:
+            result = _run_probe(finding.probe, connection)
+        except Exception:
+            measured.append(finding)
+            continue
+        if result.resolved:
+            continue
+        message = f"{finding.message}: {result.detail}" if result.detail else finding.message
+        measured.append(replace(finding, message=message))
+    return measured
+
+
+def at_or_above(findings: Iterable[Finding], level: str) -> list[Finding]:
+    """The findings whose severity is ``level`` or worse."""
+    floor = SEVERITIES.index(level)
+    return [f for f in findings if SEVERITIES.index(f.severity) >= floor]

@@ -1,0 +1,141 @@
+"""`status`: where the database is, what is pending and how risky it is, and whether the schema drifted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from flask_evolve.safety.capture import CaptureError
+from flask_evolve.safety.drift import drift, recorded_revisions
+from flask_evolve.safety.lint import lint_script
+from flask_evolve.safety.report import _styler
+from flask_evolve.safety.rules import SEVERITIES, Finding, measure
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+_COLOURS = {"error": "red", "warning": "yellow", "notice": "cyan"}
+
+
+@dataclass
+class Pending:
+    revision: str
+    message: str
+    findings: list[Finding] = field(default_factory=list)
+    uncaptured: str | None = None
+
+
+@dataclass
+class Status:
+    current: tuple[str, ...] | None
+    heads: tuple[str, ...]
+    pending: list[Pending]
+    drift: list[str] | None
+    drift_error: str | None = None
+    drift_checked: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "current": list(self.current) if self.current is not None else None,
+            "heads": list(self.heads),
+            "up_to_date": self.current is not None and set(self.current) == set(self.heads),
+            "pending": [
+                {
+                    "revision": p.revision,
+                    "message": p.message,
+                    "findings": [f.as_dict() for f in p.findings],
+                    "uncaptured": p.uncaptured,
+                }
+                for p in self.pending
+            ],
+            "drift": None if self.drift is None else bool(self.drift),
+            "drift_details": self.drift or [],
+            "drift_error": self.drift_error,
+            "drift_checked": self.drift_checked,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+    def render(self, *, colour: bool = False) -> str:
+        style = _styler(colour)
+        if self.current is None:
+            current = style("none (no version table: never migrated or stamped)", fg="yellow")
+        else:
+            current = ", ".join(self.current) or "base (empty)"
+        lines = [f"Current revision: {current}", f"Head revision:    {', '.join(self.heads) or 'none'}"]
+        if not self.pending:
+            lines.append(f"Pending:          {style('none, the database is up to date', fg='green')}")
+        else:
+            lines.append(f"Pending:          {len(self.pending)} migration(s)")
+            for p in self.pending:
+                ids = sorted({f.rule for f in p.findings})
+                worst = max((f.severity for f in p.findings), key=SEVERITIES.index, default=None)
+                flags = f"  [{style(' '.join(ids), fg=_COLOURS[worst])}]" if worst else ""
+                lines.append(f"  {p.revision}  {p.message}{flags}")
+                for f in p.findings:
+                    lines.append(f"      {style(f.rule, fg=_COLOURS[f.severity])} {f.message}")
+                if p.uncaptured:
+                    lines.append(f"      not checked: {p.uncaptured}")
+        if not self.drift_checked:
+            lines.append("Drift:            not checked")
+        elif self.drift_error:
+            lines.append(f"Drift:            unknown ({self.drift_error})")
+        elif self.drift is None:
+            lines.append("Drift:            unknown (no recorded revision)")
+        elif self.drift:
+            lines.append(f"Drift:            {style('yes', fg='red')}")
+            lines += [f"  {d}" for d in self.drift]
+        else:
+            lines.append(f"Drift:            {style('no', fg='green')}")
+        return "\n".join(lines)
+
+
+def status(
+    config: Config,
+    live: sa.Engine,
+    *,
+    ignore: Iterable[str] = (),
+    check_drift: bool = True,
+    scratch_url: str | None = None,
+) -> Status:
+    """Gather the status of ``live`` against the migrations folder of ``config``."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    heads = tuple(sorted(script.get_heads()))
+    with live.connect() as connection:
+        current = recorded_revisions(connection)
+    upper = set(current or ())
+    pending: list[Pending] = []
+    for revision in reversed(list(script.walk_revisions("base", "heads"))):
+        if upper and (revision.revision in upper or _is_ancestor(script, revision.revision, upper)):
+            continue
+        entry = Pending(revision.revision, revision.doc or "")
+        try:
+            entry.findings = lint_script(revision, live.dialect.name, ignore)
+        except CaptureError as exc:
+            entry.uncaptured = str(exc)
+        if entry.findings:
+            with live.connect() as connection:
+                entry.findings = measure(entry.findings, connection)
+        pending.append(entry)
+    result = Status(current, heads, pending, None, drift_checked=check_drift)
+    if check_drift:
+        try:
+            result.drift = drift(config, live, scratch_url)
+        except Exception as exc:
+            result.drift_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return result
+
+
+def _is_ancestor(script: Any, revision: str, descendants: set[str]) -> bool:
+    for descendant in descendants:
+        for ancestor in script.iterate_revisions(descendant, "base"):
+            if ancestor.revision == revision:
+                return True
+    return False

@@ -1,0 +1,386 @@
+"""The safety net through the real CLI: risk report, --dry-run, lint, verify, check, diagnostics, status."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from tests.harness import Project
+
+EMPLOYEE = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+{extra}
+"""
+AGE = "    age = db.Column(db.Integer, nullable=True)"
+AGE_NOT_NULL = "    age = db.Column(db.Integer, nullable=False)"
+
+SCRIPT = '''"""{message}
+
+Revision ID: {rev}
+Revises: {down}
+Create Date: 2026-01-01 00:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = {rev!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{upgrade}
+
+
+def downgrade():
+{downgrade}
+'''
+
+CREATE_EMPLOYEE = """
+    op.create_table(
+        "employee",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+"""
+ADD_AGE = """
+    with op.batch_alter_table("employee") as batch_op:
+        batch_op.add_column(sa.Column("age", sa.Integer(), nullable=True))
+"""
+DROP_AGE = """
+    with op.batch_alter_table("employee") as batch_op:
+        batch_op.drop_column("age")
+"""
+
+
+def write_revision(
+    project: Project, rev: str, down: str | None, upgrade: str, downgrade: str = "pass", message: str = ""
+) -> None:
+    def body(code: str) -> str:
+        return textwrap.indent(textwrap.dedent(code).strip(), "    ")
+
+    (project.migrations / "versions" / f"{rev}_{message or rev}.py").write_text(
+        SCRIPT.format(
+            message=message or rev, rev=rev, down=down, upgrade=body(upgrade), downgrade=body(downgrade)
+        )
+    )
+
+
+def history(project: Project, extra: str = AGE, **app: str) -> None:
+    """A project at head with two hand-written revisions: employee, then employee.age."""
+    project.write_app(EMPLOYEE.format(extra=extra), **app)
+    project.flask("db", "init")
+    write_revision(project, "r1", None, CREATE_EMPLOYEE, 'op.drop_table("employee")', "employee")
+    write_revision(project, "r2", "r1", ADD_AGE, DROP_AGE, "age")
+
+
+# -- the risk report at migrate time ------------------------------------------------------------
+
+
+def test_migrate_reports_risks_with_row_counts_and_keeps_alembic_lines(project: Project) -> None:
+    history(project)
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36), ('Grace', NULL), ('Linus', NULL)")
+
+    project.write_app(EMPLOYEE.format(extra=AGE_NOT_NULL))
+    migrate = project.flask("db", "migrate", "-m", "age required")
+
+    assert "Detected NOT NULL on column 'employee.age'" in migrate.stderr
+    assert "employee" in migrate.stderr and "alter column age (NOT NULL)  [EV201" in migrate.stderr
+    assert "2 rows of employee have NULL age: this upgrade will fail" in migrate.stderr
+    if project.dialect == "postgresql":
+        assert "EV304" in migrate.stderr
+    assert "verify: OK" in migrate.stderr
+    assert project.rows("employee", order_by="id")[1]["age"] is None
+
+
+def test_migrate_verifies_the_new_step_before_anyone_upgrades(project: Project) -> None:
+    history(project, extra="    age = db.Column(db.String(10))")
+    write_revision(project, "r2", "r1", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.String(10), nullable=True))
+    """, DROP_AGE, "age")
+    project.flask("db", "upgrade")
+
+    project.write_app(EMPLOYEE.format(extra="    age = db.Column(db.Integer)"))
+    migrate = project.flask("db", "migrate", "-m", "age int")
+
+    assert "EV204" in migrate.stderr
+    if project.dialect == "postgresql":
+        # Caught on a scratch copy of the schema, not on the real database at upgrade time.
+        assert "verify: FAILED" in migrate.stderr and "cannot be cast automatically" in migrate.stderr
+        assert "failed on a scratch copy of your schema" in migrate.stderr
+    else:
+        assert "verify: OK" in migrate.stderr
+    assert project.version() == ["r2"]
+
+
+def test_dry_run_shows_the_script_and_report_and_writes_nothing(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project)
+    project.flask("db", "upgrade")
+    project.write_app(EMPLOYEE.format(extra=""))
+
+    dry = project.flask("db", "migrate", "--dry-run")
+
+    assert "drop_column('age')" in dry.stdout
+    assert "def downgrade():" in dry.stdout
+    assert "EV102" in dry.stderr
+    written = sorted(p.name for p in (project.migrations / "versions").glob("*.py"))
+    assert written == ["r1_employee.py", "r2_age.py"]
+
+    real = project.flask("db", "migrate", "-m", "drop age", "--no-verify")
+    assert "EV102" in real.stderr and "verify:" not in real.output
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 3
+
+
+# -- lint -----------------------------------------------------------------------------------
+
+
+def test_lint_flags_existing_scripts_and_can_be_silenced(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project)
+    write_revision(project, "r3", "r2", DROP_AGE, ADD_AGE, "drop age")
+
+    lint = project.flask("db", "lint", ok=False)
+    assert lint.returncode == 1
+    assert "r3  EV102 error" in lint.stdout and "EV401" in lint.stdout
+    assert project.flask("db", "lint", "r1:r2").returncode == 0
+
+    as_json = project.flask("db", "lint", "--format", "json", "--fail-on", "notice", ok=False)
+    report = json.loads(as_json.stdout)
+    assert {(f["revision"], f["rule"]) for f in report["findings"]} == {("r3", "EV102"), ("r3", "EV401")}
+
+    script = project.migrations / "versions" / "r3_drop age.py"
+    script.write_text("# flask-evolve: allow EV102\n" + script.read_text())
+    assert "EV102" not in project.flask("db", "lint").stdout
+
+    script.write_text(script.read_text().replace("# flask-evolve: allow EV102\n", ""))
+    project.write_app(EMPLOYEE.format(extra=AGE), migrate_args="lint_ignore=['EV102']")
+    assert "EV102" not in project.flask("db", "lint").stdout
+
+
+def test_lint_rules_lists_every_rule(sqlite_project: Project) -> None:
+    sqlite_project.write_app(EMPLOYEE.format(extra=""))
+    listing = sqlite_project.flask("db", "lint", "--rules").stdout
+    for rule in ("EV101", "EV102", "EV103", "EV201", "EV202", "EV203", "EV204", "EV301", "EV302", "EV303",
+                 "EV304", "EV401"):
+        assert rule in listing
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+def test_verify_passes_a_sound_history(project: Project) -> None:
+    history(project)
+    result = project.flask("db", "verify")
+    assert "ok   r1" in result.stdout and "ok   r2" in result.stdout
+    assert "verify: OK: 2 revision(s)" in result.stdout
+    as_json = json.loads(project.flask("db", "verify", "--format", "json").stdout)
+    assert as_json["ok"] and [s["revision"] for s in as_json["steps"]] == ["r1", "r2"]
+    assert project.tables() <= {"alembic_version"}  # the app's own database was not touched
+
+
+def test_verify_catches_a_downgrade_that_does_not_restore_a_column(project: Project) -> None:
+    history(project)
+    write_revision(project, "r3", "r2", DROP_AGE, "pass  # forgot to add age back", "drop age")
+    project.write_app(EMPLOYEE.format(extra=""))
+
+    result = project.flask("db", "verify", ok=False)
+    assert "FAIL r3" in result.stdout
+    assert "after downgrade, column employee.age is missing" in result.stdout
+    assert "downgrade() does nothing" in result.stdout
+
+
+def test_verify_catches_a_missing_downgrade(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project, extra=AGE + "\n    email = db.Column(db.String(80))")
+    write_revision(
+        project, "r3", "r2", 'op.add_column("employee", sa.Column("email", sa.String(80)))',
+        'raise NotImplementedError("no way back")', "email",
+    )
+    result = project.flask("db", "verify", ok=False)
+    assert "downgrade() raises NotImplementedError" in result.stdout
+    assert "verify: FAILED" in result.stdout
+
+
+def test_verify_catches_a_head_that_does_not_match_the_models(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project, extra=AGE + "\n    nickname = db.Column(db.String(30))")
+    result = project.flask("db", "verify", ok=False)
+    assert "head does not match the models: add_column employee.nickname" in result.stdout
+
+
+def test_verify_catches_two_heads(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project)
+    create_t = 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))'
+    write_revision(project, "r2b", "r1", create_t, 'op.drop_table("t")', "branch")
+    result = project.flask("db", "verify", ok=False)
+    assert "2 heads (r2, r2b)" in result.stdout
+
+
+def text_age_then_integer(project: Project) -> None:
+    """employee.age added as VARCHAR, then made INTEGER: SQLite's batch copy converts the values,
+    PostgreSQL refuses without a USING clause."""
+    history(project, extra="    age = db.Column(db.Integer)")
+    write_revision(project, "r2", "r1", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.String(10), nullable=True))
+    """, DROP_AGE, "age")
+    write_revision(project, "r3", "r2", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.alter_column("age", existing_type=sa.String(10), type_=sa.Integer())
+    """, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.alter_column("age", existing_type=sa.Integer(), type_=sa.String(10))
+    """, "age int")
+
+
+def test_verify_catches_a_migration_that_fails_on_postgresql_only(project: Project) -> None:
+    text_age_then_integer(project)
+    if project.dialect == "sqlite":
+        assert "verify: OK" in project.flask("db", "verify").stdout
+    else:
+        result = project.flask("db", "verify", ok=False)
+        assert "FAIL r3" in result.stdout and "upgrade failed" in result.stdout
+        assert "cannot be cast automatically" in result.stdout
+
+
+@pytest.mark.postgresql
+def test_a_sqlite_project_verifies_its_history_on_postgresql(
+    sqlite_project: Project, postgres_url: str
+) -> None:
+    project = sqlite_project
+    text_age_then_integer(project)
+    result = project.flask("db", "verify", "--scratch-url", postgres_url, ok=False)
+    assert "FAIL r3" in result.stdout and "cannot be cast automatically" in result.stdout
+    assert project.tables() <= {"alembic_version"}
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
+def test_check_tells_models_changed_not_at_head_and_drift_apart(project: Project) -> None:
+    history(project)
+    assert project.flask("db", "check", ok=False).returncode == 3  # not upgraded yet
+    project.flask("db", "upgrade")
+    assert "No new upgrade operations detected" in project.flask("db", "check").stdout
+
+    project.execute("ALTER TABLE employee ADD COLUMN nickname VARCHAR(30)")
+    drift = project.flask("db", "check", ok=False)
+    assert drift.returncode == 4
+    assert "column employee.nickname is extra" in drift.stderr
+    assert "changed outside migrations" in drift.stderr
+    project.execute("ALTER TABLE employee DROP COLUMN nickname")
+
+    # Added by hand to the database and to the models, but never to a migration.
+    project.execute("ALTER TABLE employee ADD COLUMN email VARCHAR(80)")
+    project.write_app(EMPLOYEE.format(extra=AGE + "\n    email = db.Column(db.String(80))"))
+    assert project.flask("db", "check").returncode == 0
+    assert project.flask("db", "check", "--drift", ok=False).returncode == 4
+    project.execute("ALTER TABLE employee DROP COLUMN email")
+
+    changed = project.flask("db", "check", ok=False)
+    assert changed.returncode == 1
+    assert "New upgrade operations detected: add_column employee.email" in changed.stderr
+
+
+# -- "No changes in schema detected" explained ---------------------------------------------
+
+
+def test_empty_metadata_names_the_module_to_import(sqlite_project: Project) -> None:
+    project = sqlite_project
+    (project.path / "models.py").write_text(
+        "from app import db\n\n\nclass Employee(db.Model):\n"
+        "    id = db.Column(db.Integer, primary_key=True)\n"
+    )
+    project.write_app("")
+    project.flask("db", "init")
+    result = project.flask("db", "migrate")
+    assert "No changes in schema detected" in result.stderr
+    assert "nothing imported your models" in result.stderr and "`import models`" in result.stderr
+
+
+def test_tables_made_by_create_all_propose_stamp_head(sqlite_project: Project) -> None:
+    project = sqlite_project
+    project.write_app(EMPLOYEE.format(extra=AGE))
+    table = "CREATE TABLE employee (id INTEGER NOT NULL, name VARCHAR(80) {}, age INTEGER, PRIMARY KEY (id))"
+    project.execute(table.format("NULL"))
+    project.flask("db", "init")
+    differing = project.flask("db", "migrate", "--dry-run").stderr
+    assert "alter column name (NOT NULL)" in differing
+    assert "no revision in alembic_version" in differing and "cannot build an empty database" in differing
+
+    project.execute("DROP TABLE employee")
+    project.execute(table.format("NOT NULL"))
+    same = project.flask("db", "migrate")
+    assert "No changes in schema detected" in same.stderr
+    assert "records no revision in alembic_version" in same.stderr and "flask db stamp head" in same.stderr
+
+
+def test_a_model_table_excluded_by_include_object_is_named(sqlite_project: Project) -> None:
+    project = sqlite_project
+    project.write_app(
+        EMPLOYEE.format(extra=AGE),
+        migrate_args="include_object=lambda obj, name, kind, reflected, other: name != 'employee'",
+    )
+    project.flask("db", "init")
+    result = project.flask("db", "migrate")
+    assert "Model table 'employee' is excluded by the include_object filter" in result.stderr
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drifted", [False, True])
+def test_status_shows_revisions_pending_risks_and_drift(sqlite_project: Project, drifted: bool) -> None:
+    project = sqlite_project
+    history(project)
+    write_revision(project, "r3", "r2", DROP_AGE, ADD_AGE, "drop age")
+    project.flask("db", "upgrade", "r2")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36)")
+    if drifted:
+        project.execute("CREATE INDEX ix_by_hand ON employee (name)")
+
+    text = project.flask("db", "status").stdout
+    assert "Current revision: r2" in text and "Head revision:    r3" in text
+    assert "r3  drop age  [EV102 EV401]" in text
+    assert "1 row of employee holds a value that will be lost" in text
+    assert ("Drift:            yes" in text) is drifted
+
+    status = json.loads(project.flask("db", "status", "--format", "json").stdout)
+    assert status["current"] == ["r2"] and status["heads"] == ["r3"] and not status["up_to_date"]
+    assert [p["revision"] for p in status["pending"]] == ["r3"]
+    assert status["drift"] is drifted
+
+
+def test_the_safety_commands_work_from_python(sqlite_project: Project) -> None:
+    import subprocess
+    import sys
+
+    project = sqlite_project
+    history(project, extra="")
+    write_revision(project, "r3", "r2", DROP_AGE, ADD_AGE, "drop age")
+    script = textwrap.dedent("""
+        import flask_evolve
+        from app import app
+        with app.app_context():
+            print(sorted({f.rule for f in flask_evolve.lint().findings}))
+            print(flask_evolve.verify().ok)
+            print(flask_evolve.status(drift=False).as_dict()["pending"][0]["revision"])
+            try:
+                flask_evolve.check()
+            except flask_evolve.CheckError as exc:
+                print(exc.exit_code)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project.path, env=project.env(), capture_output=True, text=True
+    )
+    assert done.stdout.split("\n")[:4] == ["['EV102', 'EV401']", "True", "r1", "3"], done.stderr
