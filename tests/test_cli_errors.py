@@ -1,4 +1,4 @@
-"""Mistakes get one `Error:` line that says what to run next, a non-zero exit, no traceback, nothing changed."""
+"""Mistakes get one `Error:` line saying what to run next, a non-zero exit, no traceback, nothing changed."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def test_missing_migrations_folder(project: Project) -> None:
     for command in (["upgrade"], ["migrate"], ["current"], ["downgrade"], ["stamp", "head"], ["history"]):
         one_line_error(
             project.flask("db", *command, ok=False),
-            "Error: No migrations folder at 'migrations': run `flask db init` to create it, or pass -d/--directory.",
+            "Error: No migrations folder at 'migrations': run `flask db init` to create it, "
+            "or pass -d/--directory.",
         )
     one_line_error(
         project.flask("db", "-d", "elsewhere", "upgrade", ok=False), "No migrations folder at 'elsewhere'"
