@@ -1,4 +1,4 @@
-"""`flask db init --multidb`: one migrations folder for the default database and every SQLALCHEMY_BINDS entry."""
+"""`flask db init --multidb`: one migrations folder for the default database and every bind."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ GROUP_LABEL = "    label = db.Column(db.String(40))"
 BINDS = 'app.config["SQLALCHEMY_BINDS"] = {"db1": os.environ["BIND_URL"]}'
 
 
-def test_tables_land_in_their_database_and_downgrade_works(project: Project, second_database_url: str) -> None:
+def test_tables_land_in_their_database_and_downgrade_works(
+    project: Project, second_database_url: str
+) -> None:
     env = {"BIND_URL": second_database_url}
     bind = Project(project.path, second_database_url)
     project.write_app(MODELS.format(extra=""), config=BINDS)
@@ -60,6 +62,6 @@ def test_offline_sql_writes_one_file_per_database(project: Project, second_datab
     default_sql = (project.path / ".sql").read_text()
     bind_sql = (project.path / "db1.sql").read_text()
     assert "CREATE TABLE my_version" in default_sql and "CREATE TABLE my_version" in bind_sql
-    assert "CREATE TABLE \"user\"" in default_sql or "CREATE TABLE user" in default_sql
-    assert "CREATE TABLE \"group\"" in bind_sql and "user" not in bind_sql.replace("my_version", "")
+    assert 'CREATE TABLE "user"' in default_sql or "CREATE TABLE user" in default_sql
+    assert 'CREATE TABLE "group"' in bind_sql and "user" not in bind_sql.replace("my_version", "")
     assert "user" not in project.tables()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from tests.harness import Project
 
 USER = """
@@ -33,11 +35,19 @@ def upgrade():
     pairs = ",".join(f"{{k}}={{v}}" for k, v in sorted(x.items()))
     row = {{"tag": context.get_tag_argument() or "", "x": pairs}}
     op.execute(sa.text("INSERT INTO audit (tag, x) VALUES (:tag, :x)").bindparams(**row))
+    raw = repr(context.get_x_argument())
+    op.execute(sa.text("INSERT INTO audit (tag, x) VALUES ('raw', :x)").bindparams(x=raw))
 
 
 def downgrade():
     op.drop_table("audit")
 '''
+
+
+def context_x_list(project: Project) -> list[str]:
+    """The -x values as env.py saw them, as a list (duplicates included)."""
+    [(raw,)] = project.query("SELECT x FROM audit WHERE tag = 'raw'")
+    return ast.literal_eval(raw)
 
 
 def setup_two_revisions(project: Project) -> tuple[str, str]:
@@ -108,13 +118,21 @@ def test_tag_and_x_arguments_reach_the_migration(project: Project) -> None:
     (project.migrations / "versions" / "audit.py").write_text(AUDIT_REVISION.format(down="r1"))
 
     project.flask("db", "-x", "who=group", "upgrade", "--tag", "release-7", "-x", "why=test")
-    assert project.rows("audit") == [{"tag": "release-7", "x": "who=group,why=test"}]
+    assert project.rows("audit")[0] == {"tag": "release-7", "x": "who=group,why=test"}
 
     project.flask("db", "downgrade", "--tag", "ignored", "-x", "a=b")
     assert "audit" not in project.tables()
 
     offline = project.flask("db", "upgrade", "--sql", "--tag", "offline-tag", "-x", "k=v").stdout
     assert "'offline-tag', 'k=v'" in offline
+
+    # The group's -x alone reaches env.py once; -x values can come from the environment too.
+    project.flask("db", "-x", "only=group", "upgrade")
+    assert project.rows("audit")[0] == {"tag": "", "x": "only=group"}
+    assert context_x_list(project) == ["only=group"]
+    project.flask("db", "downgrade")
+    from_env = project.flask("db", "upgrade", "--sql", env={"FLASK_DB_X_ARG": "a=1 b=2"}).stdout
+    assert "'', 'a=1,b=2'" in from_env
 
 
 def test_stamp_records_a_revision_without_running_it(project: Project) -> None:

@@ -55,16 +55,12 @@ def _directory_or_group(directory: str | None) -> str | None:
     return directory or g.get("directory")
 
 
-def _x_args_or_group(x_arg: tuple[str, ...]) -> tuple[str, ...]:
-    return x_arg or g.get("x_arg") or ()
-
-
 @click.group(cls=AppGroup)
 @_directory_option
 @_x_arg_option
 def db(directory: str | None, x_arg: tuple[str, ...]) -> None:
     """Perform database migrations."""
-    # Read back by Migrate.get_config() and by the commands below.
+    # Read back by Migrate.get_config() (x_arg, added before the command's own -x) and the commands below.
     g.directory = directory
     g.x_arg = x_arg
 
@@ -193,7 +189,7 @@ def migrate(
         branch_label,
         version_path,
         rev_id,
-        _x_args_or_group(x_arg),
+        x_arg,
         exit_code=exit_code,
         options=options,
         dry_run=dry_run,
@@ -239,7 +235,7 @@ def upgrade(
     directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
 ) -> None:
     """Upgrade to a later version"""
-    commands.upgrade(_directory_or_group(directory), revision, sql, tag, _x_args_or_group(x_arg))
+    commands.upgrade(_directory_or_group(directory), revision, sql, tag, x_arg)
 
 
 @db.command()
@@ -254,7 +250,7 @@ def downgrade(
 ) -> None:
     """Revert to a previous version"""
     commands.downgrade(
-        _directory_or_group(directory), revision, sql, tag, _x_args_or_group(x_arg)
+        _directory_or_group(directory), revision, sql, tag, x_arg
     )
 
 
