@@ -238,3 +238,17 @@ def test_config_class_and_alembic_version(tmp_path: Path) -> None:
     default = Path(Config().get_template_directory())
     assert {"flask", "flask-multidb", "aioflask", "aioflask-multidb"} <= {p.name for p in default.iterdir()}
     assert isinstance(Config(), alembic.config.Config)
+
+
+def test_relative_sqlite_url_lives_in_the_instance_folder(tmp_path: Path) -> None:
+    # Flask-SQLAlchemy 3 resolves sqlite:///relative.db against app.instance_path; migrations follow the app.
+    (tmp_path / "project").mkdir()
+    project = Project(tmp_path / "project", "sqlite:///relative.db")
+    project.write_app(USER.format(extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate")
+    project.flask("db", "upgrade")
+    database = Project(project.path, f"sqlite:///{project.path / 'instance' / 'relative.db'}")
+    assert {"user", "alembic_version"} == database.tables()
+    assert not (project.path / "relative.db").exists()
+    database.dispose()
