@@ -28,12 +28,9 @@ def test_aioflask_template_migrates_an_async_engine(project: Project) -> None:
     assert "Detected added column 'user.email'" in added.stderr
     project.flask("db", "upgrade", env=STRICT)
     assert project.rows("user") == [{"id": 1, "name": "ada", "email": None}]
-    project.flask("db", "check", env=STRICT)
 
     project.flask("db", "downgrade", env=STRICT)
     assert project.rows("user") == [{"id": 1, "name": "ada"}]
-    offline = project.flask("db", "upgrade", "--sql", env=STRICT)
-    assert "ALTER TABLE" in offline.stdout and "email" in offline.stdout
 
 
 def test_aioflask_multidb_template_puts_each_table_in_its_database(

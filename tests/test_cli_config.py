@@ -99,7 +99,8 @@ def test_default_group_environment_variables(sqlite_project: Project) -> None:
     assert not project.migrations.exists() and "user" not in project.tables()
 
 
-def test_python_app_py_db_commands_through_manage(project: Project) -> None:
+def test_python_app_py_db_commands_through_manage(sqlite_project: Project) -> None:
+    project = sqlite_project
     main = '\nif __name__ == "__main__":\n    from flask_evolve import manage\n\n    manage(app)\n'
     project.write_app(USER.format(extra="") + main)
 
@@ -143,7 +144,8 @@ with app.app_context():
 """
 
 
-def test_upgrade_called_at_app_start_up(project: Project) -> None:
+def test_upgrade_called_at_app_start_up(sqlite_project: Project) -> None:
+    project = sqlite_project
     project.write_app(USER.format(extra="") + STARTUP_UPGRADE)
     first = project.flask("routes")
     assert (

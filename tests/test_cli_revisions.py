@@ -92,7 +92,8 @@ def test_init_with_a_custom_template_folder(sqlite_project: Project, tmp_path: P
     assert "user" in project.tables()
 
 
-def test_revision_options(project: Project) -> None:
+def test_revision_options(sqlite_project: Project) -> None:
+    project = sqlite_project
     project.write_app(USER.format(extra=""), imports="", config="")
     (project.path / "app.py").write_text((project.path / "app.py").read_text() + MORE_VERSIONS)
     project.flask("db", "init")
@@ -211,7 +212,8 @@ def test_merge_joins_two_heads(project: Project) -> None:
     assert "Rev: base1 (branchpoint)" in branches and "Branches into: " in branches
 
 
-def test_show_history_heads_and_current(project: Project) -> None:
+def test_show_history_heads_and_current(sqlite_project: Project) -> None:
+    project = sqlite_project
     project.write_app(USER.format(extra=""))
     project.flask("db", "init")
     project.flask("db", "migrate", "-m", "initial", "--rev-id", "r1")
