@@ -210,14 +210,15 @@ def test_check_tells_whether_the_models_need_a_migration(project: Project) -> No
     project.flask("db", "init")
     project.flask("db", "migrate", "-m", "initial")
     behind = project.flask("db", "check", ok=False)
-    assert "Error: The database is not at the head revision: run `flask db upgrade` first" in behind.stderr
+    assert "Error: " in behind.stderr and "`flask db upgrade`" in behind.stderr
+    assert "Traceback" not in behind.stderr
 
     project.flask("db", "upgrade")
-    assert "No new upgrade operations detected" in project.flask("db", "check").output
+    project.flask("db", "check")
 
     project.write_app(USER.format(extra=EMAIL))
     changed = project.flask("db", "check", ok=False)
-    assert "Error: New upgrade operations detected" in changed.stderr
+    assert "Error: " in changed.stderr and "email" in changed.output
     assert "Traceback" not in changed.stderr
 
 
