@@ -20,6 +20,7 @@ could only have found nothing. Other databases are never skipped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -157,6 +158,7 @@ _SERIAL_TYPES = {"integer", "bigint", "smallint"}
 _PG_MAX_NAME = 63
 
 
+@functools.cache  # a schema has few distinct type names and many columns
 def _pg_type(ddl: str) -> str | None:
     for pattern, spelling in _PG_TYPES:
         match = re.fullmatch(pattern, ddl)
