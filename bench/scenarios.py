@@ -242,15 +242,13 @@ def long_history(bench: Bench, make_db: Callable[[str], Database], count: int) -
 
 
 def _operations(scripts: list[Path]) -> str:
-    """The operations of the upgrade functions of ``scripts``, in one line."""
+    """The body of the upgrade functions of ``scripts``, comments left out, in one line."""
     found = []
     for script in scripts:
-        upgrade = script.read_text().split("def downgrade", 1)[0]
-        found += [
-            " ".join(line.split()) for line in upgrade.splitlines()
-            if line.strip().startswith(("op.", "batch_op.", "with op."))
-        ]
-    return "`" + "; ".join(found) + "`" if found else "no operations"
+        upgrade = script.read_text().split("def upgrade", 1)[-1].split("def downgrade", 1)[0]
+        lines = [line.strip() for line in upgrade.splitlines()[1:] if not line.strip().startswith("#")]
+        found.append(" ".join(" ".join(lines).split()))
+    return "`" + "; ".join(found) + "`" if found else "no script"
 
 
 def _restore(project: Project, template: Path) -> None:

@@ -393,3 +393,23 @@ def test_random_schema_pairs_on_postgresql(postgres_url: str) -> None:
         check()
     finally:
         engine.dispose()
+
+
+def test_constraints_named_by_the_naming_convention_are_unchanged(database_url: str) -> None:
+    """New projects name unnamed constraints by convention: the database holds those names."""
+    from flask_evolve.autogen.naming import NAMING_CONVENTION
+
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        named = sa.MetaData(naming_convention=NAMING_CONVENTION)
+        for name, items in base_tables().items():
+            sa.Table(name, named, *items)
+        named.create_all(engine)
+        metadata = build(base_tables())
+        with engine.connect() as connection:
+            assert unchanged_tables(connection, metadata) == set()
+            unchanged = unchanged_tables(connection, metadata, NAMING_CONVENTION)
+            assert all(c.name is None for c in metadata.tables["employee"].foreign_key_constraints)
+        assert {"company", "employee", "audit"} <= unchanged
+    finally:
+        engine.dispose()

@@ -20,9 +20,11 @@ could only have found nothing. Other databases are never skipped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +38,49 @@ IncludeName = Callable[[str | None, str, dict[str, Any]], bool]
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 
 
-def unchanged_tables(connection: Connection, metadata: MetaData) -> set[str]:
-    """Names of the default schema's tables whose database shape equals their model's."""
+def unchanged_tables(
+    connection: Connection, metadata: MetaData, convention: Mapping[str, Any] | None = None
+) -> set[str]:
+    """Names of the default schema's tables whose database shape equals their model's.
+
+    :param convention: the naming convention the autogenerate pipeline gives unnamed
+        constraints (see :mod:`flask_evolve.autogen.naming`): the database holds those names.
+    """
     name = connection.dialect.name
-    if name == "sqlite":
-        return _sqlite_unchanged(connection, metadata)
-    if name == "postgresql":
+    if name not in ("sqlite", "postgresql"):
+        return set()
+    with _convention_names(metadata, convention, connection.dialect):
+        if name == "sqlite":
+            return _sqlite_unchanged(connection, metadata)
         return _postgresql_unchanged(connection, metadata)
-    return set()
+
+
+@contextmanager
+def _convention_names(
+    metadata: MetaData, convention: Mapping[str, Any] | None, dialect: Any
+) -> Iterator[None]:
+    """Give unnamed constraints, for the duration, the names the naming rewriter writes into scripts."""
+    if not convention:
+        yield
+        return
+    from flask_evolve.autogen.naming import _constraint_name, _is_unnamed
+
+    length = getattr(dialect, "max_identifier_length", None)
+    max_length = length if isinstance(length, int) and length < 1000 else None
+    named: list[tuple[Any, Any]] = []
+    try:
+        for table in _candidate_tables(metadata):
+            for constraint in table.constraints:
+                if not _is_unnamed(constraint) or getattr(constraint, "_type_bound", False):
+                    continue
+                name = _constraint_name(constraint, table.name, convention, max_length)
+                if name:
+                    named.append((constraint, constraint.name))
+                    constraint.name = name
+        yield
+    finally:
+        for constraint, original in named:
+            constraint.name = original
 
 
 def _candidate_tables(metadata: MetaData) -> list[Table]:
@@ -157,6 +194,7 @@ _SERIAL_TYPES = {"integer", "bigint", "smallint"}
 _PG_MAX_NAME = 63
 
 
+@functools.cache  # a schema has few distinct type names and many columns
 def _pg_type(ddl: str) -> str | None:
     for pattern, spelling in _PG_TYPES:
         match = re.fullmatch(pattern, ddl)
@@ -365,13 +403,14 @@ class SkipUnchangedTables:
     metadata: MetaData
     include_name_hook: IncludeName | None = None
     include_object_hook: IncludeObject | None = None
+    convention: Mapping[str, Any] | None = None
     _unchanged: set[str] | None = None
 
     @property
     def unchanged(self) -> set[str]:
         if self._unchanged is None:
             try:
-                unchanged = unchanged_tables(self.connection, self.metadata)
+                unchanged = unchanged_tables(self.connection, self.metadata, self.convention)
             except Exception as exc:  # the full comparison is always a correct answer
                 log.debug("comparing every table: %s", exc)
                 unchanged = set()
@@ -402,13 +441,35 @@ class SkipUnchangedTables:
         return self.include_object_hook(obj, name, type_, reflected, compare_to)
 
 
-def skip_unchanged_tables(connection: Connection, metadata: MetaData, args: dict[str, Any]) -> dict[str, Any]:
+def skip_unchanged_tables(
+    connection: Connection,
+    metadata: MetaData,
+    args: dict[str, Any],
+    convention: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """``context.configure()`` arguments with the unchanged-table hooks composed in.
 
     Left as they are when the app compares types or server defaults with its own callables:
     those may see differences in what the database's DDL does not show.
+
+    :param convention: the naming convention in force for unnamed constraints, if any.
     """
     if callable(args.get("compare_type")) or callable(args.get("compare_server_default")):
         return args
-    hooks = SkipUnchangedTables(connection, metadata, args.get("include_name"), args.get("include_object"))
+    hooks = SkipUnchangedTables(
+        connection, metadata, args.get("include_name"), args.get("include_object"), convention
+    )
     return {**args, "include_name": hooks.include_name, "include_object": hooks.include_object}
+
+
+def proven_unchanged(migration_context: Any) -> set[str]:
+    """The tables this run's autogenerate skipped as unchanged (empty if it compared them all).
+
+    Rewriters that would read every table again can leave these out: their database shape is
+    the model's, constraint for constraint.
+    """
+    hook = migration_context.opts.get("include_name")
+    owner = getattr(hook, "__self__", None)
+    if isinstance(owner, SkipUnchangedTables) and owner._unchanged is not None:
+        return set(owner._unchanged)
+    return set()

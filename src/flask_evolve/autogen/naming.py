@@ -254,11 +254,15 @@ def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str]]]:
     metadata = context.opts.get("target_metadata")
     metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
     models = {t.name: t for m in metadatas if m is not None for t in m.tables.values() if t.schema is None}
+    from flask_evolve.autogen.fingerprint import proven_unchanged
+
     inspector = sa.inspect(context.bind)
     existing = set(inspector.get_table_names())
+    # A table whose CREATE statement is the model's has exactly the model's uniques.
+    unchanged = proven_unchanged(context)
     found = []
     for name, table in models.items():
-        if name not in existing:
+        if name not in existing or name in unchanged:
             continue
         declared = {
             frozenset(c.name for c in constraint.columns)

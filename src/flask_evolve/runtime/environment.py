@@ -218,9 +218,16 @@ def _comparison_args(
     options = context.config.attributes.get(OPTIONS_ATTRIBUTE, {}) if context.config is not None else {}
     if not options.get("fast_autogenerate", True):
         return args
-    from flask_evolve.autogen.fingerprint import skip_unchanged_tables
+    from types import SimpleNamespace
 
-    return skip_unchanged_tables(connection, metadata, args)
+    from flask_evolve.autogen.fingerprint import skip_unchanged_tables
+    from flask_evolve.autogen.naming import convention_in_force
+
+    # The names the naming rewriter gives unnamed constraints are the ones the database holds.
+    convention = convention_in_force(
+        SimpleNamespace(options=options, migration_context=SimpleNamespace(config=context.config))  # type: ignore[arg-type]
+    )
+    return skip_unchanged_tables(connection, metadata, args, convention)
 
 
 def _migrate_connections(
