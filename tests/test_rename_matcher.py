@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flask_evolve.autogen.naming import NAMING_CONVENTION, convention_name
+from flask_evolve.autogen.rename_ops import RenameColumnOp, RenameTableOp
 from flask_evolve.autogen.rename_policy import (
     ColumnRename,
     RenameError,
@@ -21,8 +22,6 @@ from flask_evolve.autogen.rename_policy import (
     parse_hints,
 )
 from flask_evolve.autogen.renames import (
-    RenameColumnOp,
-    RenameTableOp,
     Schemas,
     TreeChanges,
     apply_renames,
