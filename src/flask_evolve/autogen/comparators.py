@@ -24,7 +24,7 @@ log = logging.getLogger("alembic.autogenerate.compare")
 PLUGIN_NAME = "flask_evolve.comparators"
 
 #: What ``Migrate`` passes to ``context.configure()`` unless the app gave its own.
-DEFAULT_PLUGINS = ("alembic.autogenerate.*", "flask_evolve.*")
+DEFAULT_PLUGINS = ("alembic.autogenerate.*", "alembic.ext.checkconstraint_byname", "flask_evolve.*")
 
 # Spellings of "the current time" that databases hand back for what models say.
 _NOW = {"now()", "current_timestamp", "transaction_timestamp()", "localtimestamp", "current_timestamp()"}
@@ -182,11 +182,53 @@ def _compare_type_size(
     return PriorityDispatchResult.STOP
 
 
+def _keep_unnamed_checks(
+    autogen_context: AutogenContext,
+    modify_table_ops: Any,
+    schema: str | None,
+    tname: str,
+    conn_table: sa.Table | None,
+    metadata_table: sa.Table | None,
+) -> PriorityDispatchResult:
+    """Undo Alembic's by-name CHECK comparison where it cannot know better.
+
+    PostgreSQL names an unnamed CHECK itself (``t_a_check``); comparing by name,
+    Alembic would then drop it on every migrate. While the model has unnamed
+    CHECKs, keep the database's auto-named ones (name your CHECKs to track changes).
+    """
+    from alembic.operations import ops
+
+    if metadata_table is None or conn_table is None:
+        return PriorityDispatchResult.CONTINUE
+    unnamed = [
+        c
+        for c in metadata_table.constraints
+        if isinstance(c, sa.CheckConstraint) and not isinstance(c.name, str)
+    ]
+    if not unnamed:
+        return PriorityDispatchResult.CONTINUE
+    prefix = f"{tname}_"
+    modify_table_ops.ops[:] = [
+        op
+        for op in modify_table_ops.ops
+        if not (
+            isinstance(op, ops.DropConstraintOp)
+            and op.constraint_type == "check"
+            and str(op.constraint_name).startswith(prefix)
+            and str(op.constraint_name).endswith("_check")
+        )
+    ]
+    return PriorityDispatchResult.CONTINUE
+
+
 def setup(plugin: Plugin) -> None:
     """Register our comparators on ``plugin`` (Alembic's plugin protocol)."""
     # Between Alembic's user hook (FIRST) and its dialect comparison (LAST).
     plugin.add_autogenerate_comparator(
         _compare_type_size, "column", "types", priority=DispatchPriority.MEDIUM
+    )
+    plugin.add_autogenerate_comparator(
+        _keep_unnamed_checks, "table", "checkconstraints", priority=DispatchPriority.LAST
     )
 
 
