@@ -372,3 +372,63 @@ def test_every_change_round_trips_with_rows(matrix_db: tuple[str, str, str], tmp
         _kept(before, _data(project, tables), new_schema)
     finally:
         project.dispose()
+
+
+ITEM = """
+class Item(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    code = db.Column({code_type})
+"""
+
+
+def test_a_type_change_that_would_alter_values_is_refused_before_anything_is_written(
+    project: Project,
+) -> None:
+    project.write_app(ITEM.format(code_type="db.String(10)"))
+    project.flask("db", "init")
+    project.flask("db", "migrate")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO item (code) VALUES ('12'), ('abc')")
+    schema, version = project.schema(), project.version()
+
+    project.write_app(ITEM.format(code_type="db.Integer"))
+    project.flask("db", "migrate")
+    refused = project.flask("db", "upgrade", ok=False)
+
+    assert "Error: cannot change item.code to INTEGER: " in refused.stderr, refused
+    assert "abc" in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.output
+    assert project.schema() == schema and project.version() == version
+    assert [r["code"] for r in project.rows("item", order_by="id")] == ["12", "abc"]
+
+
+def test_a_sqlite_rebuild_keeps_views_triggers_and_expression_indexes(sqlite_project: Project) -> None:
+    project = sqlite_project
+    log = (
+        "\n\nclass Log(db.Model):\n    id = db.Column(db.Integer, primary_key=True)\n"
+        "    code = db.Column(db.String(10))\n"
+    )
+    project.write_app(ITEM.format(code_type="db.String(10)") + log, imports=FK_ON)
+    project.flask("db", "init")
+    project.flask("db", "migrate")
+    project.flask("db", "upgrade")
+    project.execute("CREATE VIEW item_codes AS SELECT id, code FROM item")
+    project.execute(
+        "CREATE TRIGGER item_log AFTER INSERT ON item BEGIN INSERT INTO log (code) VALUES (new.code); END"
+    )
+    project.execute("CREATE INDEX ix_item_lower ON item (lower(code))")
+    project.execute("INSERT INTO item (code) VALUES ('Ab')")
+
+    project.write_app(ITEM.format(code_type="db.String(10), nullable=False") + log, imports=FK_ON)
+    project.flask("db", "migrate")
+    project.flask("db", "upgrade")
+
+    assert project.query("SELECT code FROM item_codes") == [("Ab",)]
+    project.execute("INSERT INTO item (code) VALUES ('Cd')")
+    assert project.query("SELECT code FROM log ORDER BY id") == [("Ab",), ("Cd",)]
+    indexes = project.query("SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert ("ix_item_lower",) in indexes
+    assert project.columns("item")["code"]["nullable"] is False
+    project.flask("db", "downgrade")
+    assert project.columns("item")["code"]["nullable"] is True
+    assert project.query("SELECT code FROM item_codes ORDER BY id") == [("Ab",), ("Cd",)]

@@ -315,6 +315,19 @@ def rebuild_statements(
     return statements
 
 
+def _unmodelled_indexes(
+    objects: list[SchemaObject], live_name: str, table: sa.Table, group: ops.ModifyTableOps
+) -> list[str]:
+    """Indexes SQLAlchemy cannot reflect (on expressions), so autogenerate never drops them: keep them."""
+    modelled = {str(index.name) for index in table.indexes}
+    dropped = {op.index_name for op in group.ops if isinstance(op, ops.DropIndexOp)}
+    return [
+        o.sql
+        for o in objects
+        if o.kind == "index" and o.table == live_name and o.name not in modelled | dropped
+    ]
+
+
 def _plan(
     op_list: list[ops.MigrateOperation],
     *,
@@ -343,6 +356,8 @@ def _plan(
             metadata.tables.get(name if op.schema is None else f"{op.schema}.{name}") if metadata else None
         )
         declared = _metadata_shape(table, dialect) if table is not None else None
+        if upgrade and live is not None and declared is not None:
+            declared.index_sql += _unmodelled_indexes(objects, live.name, table, op)  # type: ignore[arg-type]
         source, target = (live, declared) if upgrade else (declared, live)
         dependents = _dependents(objects, live.name) if live is not None else []
         if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
