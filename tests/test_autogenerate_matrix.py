@@ -432,3 +432,50 @@ def test_a_sqlite_rebuild_keeps_views_triggers_and_expression_indexes(sqlite_pro
     project.flask("db", "downgrade")
     assert project.columns("item")["code"]["nullable"] is True
     assert project.query("SELECT code FROM item_codes ORDER BY id") == [("Ab",), ("Cd",)]
+
+
+MOOD = """
+import enum
+
+
+class Mood(enum.Enum):
+{values}
+
+
+class Person(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    mood = db.Column(db.Enum(Mood, name="mood"), nullable=False)
+"""
+
+
+@pytest.mark.postgresql
+def test_postgresql_enum_values_added_and_removed_and_the_type_dropped_on_downgrade(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    project = Project(tmp_path, postgres_url)
+    try:
+        project.write_app(MOOD.format(values="    happy = 1\n    sad = 2\n"))
+        project.flask("db", "init")
+        project.flask("db", "migrate", "-m", "people")
+        project.flask("db", "upgrade")
+        project.execute("INSERT INTO person (mood) VALUES ('happy'), ('sad')")
+        enum_values = (
+            "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid ORDER BY e.enumsortorder"
+        )
+
+        project.write_app(MOOD.format(values="    happy = 1\n    sad = 2\n    meh = 3\n"))
+        project.flask("db", "migrate", "-m", "meh")
+        project.flask("db", "upgrade")
+        assert project.query(enum_values) == [("happy",), ("sad",), ("meh",)]
+        again = project.flask("db", "migrate", "--exit-code", ok=False)
+        assert "No changes in schema detected" in again.output
+
+        project.flask("db", "downgrade")
+        assert project.query(enum_values) == [("happy",), ("sad",)]
+        assert len(project.rows("person")) == 2
+        project.flask("db", "downgrade")
+        assert project.query("SELECT typname FROM pg_type WHERE typname = 'mood'") == []
+        project.flask("db", "upgrade", "head")
+        assert project.query(enum_values) == [("happy",), ("sad",), ("meh",)]
+    finally:
+        project.dispose()
