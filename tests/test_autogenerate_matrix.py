@@ -381,25 +381,32 @@ class Item(db.Model):
 """
 
 
+@pytest.mark.parametrize(
+    ("old_type", "new_type", "values", "new_sql", "shown"),
+    [
+        ("db.String(10)", "db.Integer", "('12'), ('abc')", "INTEGER", "abc"),
+        ("db.Float", "db.Integer", "(2.0), (1.5)", "INTEGER", "1.5"),
+    ],
+)
 def test_a_type_change_that_would_alter_values_is_refused_before_anything_is_written(
-    project: Project,
+    project: Project, old_type: str, new_type: str, values: str, new_sql: str, shown: str
 ) -> None:
-    project.write_app(ITEM.format(code_type="db.String(10)"))
+    project.write_app(ITEM.format(code_type=old_type))
     project.flask("db", "init")
     project.flask("db", "migrate")
     project.flask("db", "upgrade")
-    project.execute("INSERT INTO item (code) VALUES ('12'), ('abc')")
-    schema, version = project.schema(), project.version()
+    project.execute(f"INSERT INTO item (code) VALUES {values}")
+    schema, version, rows = project.schema(), project.version(), project.rows("item", order_by="id")
 
-    project.write_app(ITEM.format(code_type="db.Integer"))
+    project.write_app(ITEM.format(code_type=new_type))
     project.flask("db", "migrate")
     refused = project.flask("db", "upgrade", ok=False)
 
-    assert "Error: cannot change item.code to INTEGER: " in refused.stderr, refused
-    assert "abc" in refused.stderr.splitlines()[-1]
+    assert f"Error: cannot change item.code to {new_sql}: " in refused.stderr, refused
+    assert shown in refused.stderr.splitlines()[-1]
     assert "Traceback" not in refused.output
     assert project.schema() == schema and project.version() == version
-    assert [r["code"] for r in project.rows("item", order_by="id")] == ["12", "abc"]
+    assert project.rows("item", order_by="id") == rows
 
 
 def test_a_sqlite_rebuild_keeps_views_triggers_and_expression_indexes(sqlite_project: Project) -> None:
