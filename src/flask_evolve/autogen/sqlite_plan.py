@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -316,15 +317,19 @@ def rebuild_statements(
 
 
 def _unmodelled_indexes(
-    objects: list[SchemaObject], live_name: str, table: sa.Table, group: ops.ModifyTableOps
+    objects: list[SchemaObject], connection: sa.Connection, live_name: str, table: sa.Table
 ) -> list[str]:
-    """Indexes SQLAlchemy cannot reflect (on expressions), so autogenerate never drops them: keep them."""
+    """Indexes SQLAlchemy cannot reflect (on expressions), so autogenerate never sees them: keep them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", sa.exc.SAWarning
+        )  # "Skipped unsupported reflection of expression-based index"
+        reflected = {index["name"] for index in sa.inspect(connection).get_indexes(live_name)}
     modelled = {str(index.name) for index in table.indexes}
-    dropped = {op.index_name for op in group.ops if isinstance(op, ops.DropIndexOp)}
     return [
         o.sql
         for o in objects
-        if o.kind == "index" and o.table == live_name and o.name not in modelled | dropped
+        if o.kind == "index" and o.table == live_name and o.name not in reflected | modelled
     ]
 
 
@@ -357,7 +362,7 @@ def _plan(
         )
         declared = _metadata_shape(table, dialect) if table is not None else None
         if upgrade and live is not None and declared is not None:
-            declared.index_sql += _unmodelled_indexes(objects, live.name, table, op)  # type: ignore[arg-type]
+            declared.index_sql += _unmodelled_indexes(objects, connection, live.name, table)  # type: ignore[arg-type]
         source, target = (live, declared) if upgrade else (declared, live)
         dependents = _dependents(objects, live.name) if live is not None else []
         if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
