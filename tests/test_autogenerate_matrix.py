@@ -278,6 +278,18 @@ CHANGES += [
     ),
 ]
 
+CHANGES += [
+    _c(
+        "drop a UNIQUE NOT NULL column (downgrade gives each row its own placeholder)",
+        f"class T30(db.Model):\n    {PK}\n    a = db.Column(db.String(20), unique=True, nullable=False)\n"
+        "    b = db.Column(db.Integer, nullable=False)\n"
+        "    __table_args__ = (db.UniqueConstraint('b', name='uq_t30_b'),)\n",
+        f"class T30(db.Model):\n    {PK}\n",
+        "INSERT INTO t30 (a, b) VALUES ('x', 1), ('y', 2)",
+        "t30",
+    ),
+]
+
 # Comments exist on PostgreSQL only; sqlite_autoincrement/COLLATE NOCASE are SQLite spellings.
 SQLITE_ONLY = {
     "add a column to a table with AUTOINCREMENT and COLLATE, next to a type change",

@@ -43,25 +43,91 @@ def _needs_placeholder(column: sa.Column[Any]) -> bool:
     )
 
 
-def restore_not_null_columns(ctx: RewriteContext) -> None:
-    """In the downgrade, re-add each NOT NULL column without a default as
-    ``NOT NULL DEFAULT <placeholder>`` and then drop the default, so the old
-    schema comes back exactly even when the table has rows.
+def _unique_in(group: ops.ModifyTableOps, column: sa.Column[Any]) -> bool:
+    """Whether the column had a unique key: reflected with it, or re-created by the downgrade."""
+    name = column.name
+    table = getattr(column, "table", None)
+    if isinstance(table, sa.Table):
+        keys = [c for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+        keys += [i for i in table.indexes if i.unique]
+        if any(name in [c.name for c in key.columns] for key in keys):
+            return True
+    for op in group.ops:
+        if isinstance(op, ops.AddConstraintOp) and op.constraint_type == "unique":
+            columns = list(getattr(op, "columns", ()))
+        elif isinstance(op, ops.CreateIndexOp) and op.unique:
+            columns = [getattr(c, "name", c) for c in op.columns]
+        else:
+            continue
+        if name in columns:
+            return True
+    return False
 
-    A UNIQUE column, or a type without a sensible placeholder, is re-added
-    nullable instead (one placeholder for all rows would break the unique key).
+
+def _distinct_fill(ctx: RewriteContext, group: ops.ModifyTableOps, column: sa.Column[Any]) -> str | None:
+    """``UPDATE`` giving each row its own placeholder (from its primary key), for a unique column."""
+    table = column.table if isinstance(getattr(column, "table", None), sa.Table) else None
+    primary = list(table.primary_key.columns) if table is not None else []
+    if len(primary) != 1 or not isinstance(column.type, (sa.String, sa.Integer)):
+        return None
+    dialect = ctx.migration_context.dialect
+    quote = dialect.identifier_preparer.quote
+    target = quote(group.table_name)
+    if group.schema:
+        target = f"{dialect.identifier_preparer.quote_schema(group.schema)}.{target}"
+    key = quote(primary[0].name)
+    value = (
+        key
+        if isinstance(column.type, sa.Integer)
+        else f"CAST({key} AS {column.type.compile(dialect=dialect)})"
+    )
+    return f"UPDATE {target} SET {quote(column.name)} = {value} WHERE {quote(column.name)} IS NULL"
+
+
+def restore_not_null_columns(ctx: RewriteContext) -> None:
+    """In the downgrade, re-add each NOT NULL column without a default so that it works
+    on a table with rows, and the old schema still comes back exactly.
+
+    - usually as ``NOT NULL DEFAULT <placeholder>``, then the default is dropped;
+    - a UNIQUE column is added nullable, each row gets its own placeholder (from
+      its primary key), then it becomes NOT NULL;
+    - a type without a sensible placeholder is re-added nullable.
     """
+    result: list[ops.MigrateOperation] = []
     for group in ctx.downgrade_ops.ops:
         if not isinstance(group, ops.ModifyTableOps):
+            result.append(group)
             continue
         rewritten: list[ops.MigrateOperation] = []
         for op in group.ops:
-            rewritten.append(op)
             if not isinstance(op, ops.AddColumnOp) or not _needs_placeholder(op.column):
+                rewritten.append(op)
                 continue
             # The column is the reflected one that DropColumnOp.reverse() handed over, not the models'.
             column = op.column
-            value = None if column.unique else placeholder(column.type)
+            if column.unique or _unique_in(group, column):
+                fill = _distinct_fill(ctx, group, column)
+                column.nullable = True
+                if fill is None:
+                    rewritten.append(op)
+                    continue
+                # Added, filled row by row, then NOT NULL: the UPDATE sits between two
+                # groups so that the SQLite planner keeps that order.
+                result.append(ops.ModifyTableOps(group.table_name, [op], schema=group.schema))
+                result.append(ops.ExecuteSQLOp(fill))
+                rewritten.append(
+                    ops.AlterColumnOp(
+                        group.table_name,
+                        column.name,
+                        schema=group.schema,
+                        existing_type=column.type,
+                        existing_nullable=True,
+                        modify_nullable=False,
+                    )
+                )
+                continue
+            value = placeholder(column.type)
+            rewritten.append(op)
             if value is None:
                 column.nullable = True
                 continue
@@ -78,3 +144,5 @@ def restore_not_null_columns(ctx: RewriteContext) -> None:
                 )
             )
         group.ops[:] = rewritten
+        result.append(group)
+    ctx.downgrade_ops.ops[:] = result

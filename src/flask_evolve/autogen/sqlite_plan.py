@@ -6,7 +6,7 @@ import re
 import sqlite3
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -351,6 +351,7 @@ def _plan(
             else:
                 live_names[op.table_name] = op.new_table_name
     planned: list[ops.MigrateOperation] = []
+    changed_columns: dict[str, tuple[list[str], set[str]]] = {}
     for op in _merge_groups(op_list):
         if type(op) is not ops.ModifyTableOps or not op.ops:
             planned.append(op)
@@ -364,7 +365,17 @@ def _plan(
         if upgrade and live is not None and declared is not None:
             declared.index_sql += _unmodelled_indexes(objects, connection, live.name, table)  # type: ignore[arg-type]
         source, target = (live, declared) if upgrade else (declared, live)
+        if source is not None and name in changed_columns:
+            # An earlier group of this migration (split by raw SQL) already changed the columns.
+            added, dropped = changed_columns[name]
+            source = replace(source, columns=[c for c in source.columns if c not in dropped] + added)
         dependents = _dependents(objects, live.name) if live is not None else []
+        added, dropped = changed_columns.setdefault(name, ([], set()))
+        for inner in op.ops:
+            if isinstance(inner, ops.AddColumnOp):
+                added.append(inner.column.name)
+            elif isinstance(inner, ops.DropColumnOp):
+                dropped.add(inner.column_name)
         if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
             planned.append(NativeTableOps(name, op.ops, schema=op.schema))
         elif source is None or target is None or op.schema is not None:
