@@ -68,7 +68,7 @@ def _distinct_fill(ctx: RewriteContext, group: ops.ModifyTableOps, column: sa.Co
     """``UPDATE`` giving each row its own placeholder (from its primary key), for a unique column."""
     table = column.table if isinstance(getattr(column, "table", None), sa.Table) else None
     primary = list(table.primary_key.columns) if table is not None else []
-    if len(primary) != 1 or not isinstance(column.type, (sa.String, sa.Integer)):
+    if len(primary) != 1 or not isinstance(column.type, (sa.String, sa.Integer, sa.Numeric)):
         return None
     dialect = ctx.migration_context.dialect
     quote = dialect.identifier_preparer.quote
@@ -91,7 +91,7 @@ def restore_not_null_columns(ctx: RewriteContext) -> None:
     - usually as ``NOT NULL DEFAULT <placeholder>``, then the default is dropped;
     - a UNIQUE column is added nullable, each row gets its own placeholder (from
       its primary key), then it becomes NOT NULL;
-    - a type without a sensible placeholder is re-added nullable.
+    - a foreign key column, or a type without a sensible placeholder, is re-added nullable.
     """
     result: list[ops.MigrateOperation] = []
     for group in ctx.downgrade_ops.ops:
@@ -126,7 +126,8 @@ def restore_not_null_columns(ctx: RewriteContext) -> None:
                     )
                 )
                 continue
-            value = placeholder(column.type)
+            # A placeholder would reference a parent row that does not exist.
+            value = None if column.foreign_keys else placeholder(column.type)
             rewritten.append(op)
             if value is None:
                 column.nullable = True
