@@ -34,13 +34,9 @@ def placeholder(column_type: sa.types.TypeEngine[Any]) -> str | sa.ColumnElement
     return None
 
 
-def _needs_placeholder(column: sa.Column[Any]) -> bool:
-    return (
-        not column.nullable
-        and column.server_default is None
-        and not column.primary_key
-        and not isinstance(column.server_default, (sa.Computed, sa.Identity))
-    )
+def _not_null_without_value(column: sa.Column[Any]) -> bool:
+    """NOT NULL and nothing gives existing rows a value: no server default."""
+    return not column.nullable and column.server_default is None and not column.primary_key
 
 
 def _unique_in(group: ops.ModifyTableOps, column: sa.Column[Any]) -> bool:
@@ -81,7 +77,8 @@ def _distinct_fill(ctx: RewriteContext, group: ops.ModifyTableOps, column: sa.Co
         if isinstance(column.type, sa.Integer)
         else f"CAST({key} AS {column.type.compile(dialect=dialect)})"
     )
-    return f"UPDATE {target} SET {quote(column.name)} = {value} WHERE {quote(column.name)} IS NULL"
+    # Every row: the column was only just added, and a server default gave them all one value.
+    return f"UPDATE {target} SET {quote(column.name)} = {value}"
 
 
 def restore_not_null_columns(ctx: RewriteContext) -> None:
@@ -100,13 +97,19 @@ def restore_not_null_columns(ctx: RewriteContext) -> None:
             continue
         rewritten: list[ops.MigrateOperation] = []
         for op in group.ops:
-            if not isinstance(op, ops.AddColumnOp) or not _needs_placeholder(op.column):
+            column = op.column if isinstance(op, ops.AddColumnOp) else None
+            unique_not_null = (
+                column is not None
+                and not column.nullable
+                and not column.primary_key
+                and (column.unique or _unique_in(group, column))
+            )
+            if column is None or not (unique_not_null or _not_null_without_value(column)):
                 rewritten.append(op)
                 continue
             # The column is the reflected one that DropColumnOp.reverse() handed over, not the models'.
-            column = op.column
-            if column.unique or _unique_in(group, column):
-                fill = _distinct_fill(ctx, group, column)
+            if unique_not_null:
+                fill = None if column.foreign_keys else _distinct_fill(ctx, group, column)
                 column.nullable = True
                 if fill is None:
                     rewritten.append(op)
