@@ -315,7 +315,7 @@ def _settings(examples: int) -> settings:
     )
 
 
-@_settings(110)
+@_settings(150)
 @given(pair=schema_pairs())
 def test_random_schema_pairs_round_trip_on_sqlite(pair: tuple[Schema, Schema]) -> None:
     with tempfile.TemporaryDirectory() as folder:
