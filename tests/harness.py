@@ -176,6 +176,22 @@ def _type_name(column_type: Any, dialect: sa.Dialect) -> str:
     return column_type.compile(dialect=dialect)
 
 
+def _canonical_default(default: str | None) -> Any:
+    """A reflected server default as the database would compare it ('x'::character varying == 'x')."""
+    if default is None:
+        return None
+    from flask_evolve.autogen.comparators import _canonical_sql
+
+    return _canonical_sql(default) or " ".join(default.split())
+
+
+def _check_constraints(inspector: Any, table: str) -> list[dict[str, Any]]:
+    try:
+        return inspector.get_check_constraints(table)
+    except NotImplementedError:
+        return []
+
+
 def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_version",)) -> dict[str, Any]:
     """Describe the live schema structurally, for equality assertions between two databases."""
     inspector = sa.inspect(engine)
@@ -187,6 +203,8 @@ def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_v
             c["name"]: {
                 "type": _type_name(c["type"], engine.dialect),
                 "nullable": c["nullable"],
+                "default": _canonical_default(c.get("default")),
+                "comment": c.get("comment"),
             }
             for c in inspector.get_columns(table)
         }
@@ -203,6 +221,9 @@ def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_v
                 (tuple(i["column_names"]), bool(i["unique"]))
                 for i in inspector.get_indexes(table)
                 if not i.get("duplicates_constraint")
+            ),
+            "checks": sorted(
+                " ".join(str(ck["sqltext"]).split()) for ck in _check_constraints(inspector, table)
             ),
         }
     return snapshot

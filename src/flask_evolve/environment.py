@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import current_app
@@ -53,6 +54,17 @@ def app_databases(*, multidb: bool) -> list[Database]:
     return databases
 
 
+def _load_postgresql_enum_support() -> None:
+    """Enum values added/removed, enum types created and dropped with their tables (PostgreSQL).
+
+    alembic-postgresql-enum (the ``postgresql`` extra) registers its comparator
+    and its ``op.sync_enum_values`` when imported; without it, enum changes go
+    undetected as in Flask-Migrate.
+    """
+    with contextlib.suppress(ImportError):
+        import alembic_postgresql_enum  # noqa: F401
+
+
 def run_migrations(*, multidb: bool = False) -> None:
     """Run the current Alembic command for the Flask app in context.
 
@@ -66,6 +78,8 @@ def run_migrations(*, multidb: bool = False) -> None:
 
     configure_logging(context.config.config_file_name)
     databases = app_databases(multidb=multidb)
+    if any(d.engine.dialect.name == "postgresql" for d in databases):
+        _load_postgresql_enum_support()
     # Alembic reads sqlalchemy.url for `--sql` and from custom code in the ini.
     context.config.set_main_option("sqlalchemy.url", databases[0].url.replace("%", "%%"))
     for database in databases[1:]:

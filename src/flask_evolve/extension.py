@@ -60,10 +60,14 @@ class _MigrateConfig:
         # Old env.py files read this right after their fileConfig() call.
         keep_progress_visible()
         if self._configure_args is None:
+            from flask_evolve.autogen import comparators
             from flask_evolve.autogen.pipeline import make_process_revision_directives
             from flask_evolve.environment import bind_names
 
             args = dict(self._given_configure_args)
+            # Detection Flask-Migrate leaves off; the app's own values win.
+            args.setdefault("compare_server_default", comparators.compare_server_default)
+            args.setdefault("autogenerate_plugins", list(comparators.DEFAULT_PLUGINS))
             args["process_revision_directives"] = make_process_revision_directives(
                 args.get("process_revision_directives"), database_names=bind_names
             )

@@ -1,0 +1,208 @@
+"""Guard ops that scripts run around risky steps: type changes that would alter values, FK integrity."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import renderers
+from alembic.operations import MigrateOperation, Operations, ops
+
+from flask_evolve.errors import MigrationError
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
+    from flask_evolve.autogen.pipeline import RewriteContext
+
+
+class DataConversionError(MigrationError):
+    """A type change would alter or lose stored values."""
+
+
+class ForeignKeyViolationError(MigrationError):
+    """Rows reference parents that do not exist."""
+
+
+@Operations.register_operation("ensure_lossless_type_change")
+class EnsureLosslessTypeChangeOp(MigrateOperation):
+    """Stop before a column changes type if any stored value would change or be lost.
+
+    ``new_type`` is the target type as SQL (``"INTEGER"``, ``"VARCHAR(10)"``).
+    """
+
+    def __init__(self, table_name: str, column_name: str, new_type: str, *, schema: str | None = None):
+        self.table_name = table_name
+        self.column_name = column_name
+        self.new_type = new_type
+        self.schema = schema
+
+    @classmethod
+    def ensure_lossless_type_change(
+        cls,
+        operations: Operations,
+        table_name: str,
+        column_name: str,
+        new_type: str,
+        *,
+        schema: str | None = None,
+    ) -> None:
+        operations.invoke(cls(table_name, column_name, new_type, schema=schema))
+
+    def reverse(self) -> MigrateOperation:
+        # The check writes nothing, so there is nothing to undo.
+        return self
+
+
+@Operations.register_operation("check_foreign_keys")
+class CheckForeignKeysOp(MigrateOperation):
+    """After a SQLite table rebuild: fail if any row references a missing parent."""
+
+    def __init__(self, table_name: str | None = None):
+        self.table_name = table_name
+
+    @classmethod
+    def check_foreign_keys(cls, operations: Operations, table_name: str | None = None) -> None:
+        operations.invoke(cls(table_name))
+
+    def reverse(self) -> MigrateOperation:
+        return CheckForeignKeysOp(self.table_name)
+
+
+def _quoted(connection: sa.Connection, name: str, schema: str | None = None) -> str:
+    preparer = connection.dialect.identifier_preparer
+    return (preparer.quote_schema(schema) + "." if schema else "") + preparer.quote(name)
+
+
+@Operations.implementation_for(EnsureLosslessTypeChangeOp)
+def _ensure_lossless(operations: Operations, operation: EnsureLosslessTypeChangeOp) -> None:
+    connection = operations.get_bind()
+    if operations.migration_context.as_sql:
+        return
+    table = _quoted(connection, operation.table_name, operation.schema)
+    column = connection.dialect.identifier_preparer.quote(operation.column_name)
+    if connection.dialect.name == "sqlite":
+        # SQLite keeps what the new affinity cannot represent and CAST would turn 'abc' into 0:
+        # compare each value with its conversion under the column's own affinity.
+        query = (
+            f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL "
+            f"AND CAST({column} AS {operation.new_type}) IS NOT {column} LIMIT 1"
+        )
+        bad = connection.exec_driver_sql(query).fetchall()
+    else:
+        query = (
+            f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND "
+            f"CAST(CAST({column} AS {operation.new_type}) AS TEXT) "
+            f"IS DISTINCT FROM CAST({column} AS TEXT) LIMIT 1"
+        )
+        try:
+            with connection.begin_nested():
+                bad = connection.exec_driver_sql(query).fetchall()
+        except sa.exc.DBAPIError as exc:
+            detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            raise DataConversionError(
+                f"cannot change {operation.table_name}.{operation.column_name} to {operation.new_type}: "
+                f"{detail}; fix or remove those values first, nothing was changed."
+            ) from None
+    if bad:
+        raise DataConversionError(
+            f"cannot change {operation.table_name}.{operation.column_name} to {operation.new_type}: "
+            f"value {bad[0][0]!r} would be altered or lost; "
+            "fix or remove such values first, nothing was changed."
+        )
+
+
+@Operations.implementation_for(CheckForeignKeysOp)
+def _check_foreign_keys(operations: Operations, operation: CheckForeignKeysOp) -> None:
+    connection = operations.get_bind()
+    if operations.migration_context.as_sql or connection.dialect.name != "sqlite":
+        return
+    pragma = "PRAGMA foreign_key_check"
+    if operation.table_name:
+        pragma += f"({_quoted(connection, operation.table_name)})"
+    rows = connection.exec_driver_sql(pragma).fetchall()
+    if rows:
+        table, rowid, parent, _ = rows[0]
+        raise ForeignKeyViolationError(
+            f"{len(rows)} row(s) of {table} reference missing rows of {parent} (first: rowid {rowid}) "
+            f"after rebuilding {operation.table_name or 'tables'}; nothing was changed."
+        )
+
+
+@renderers.dispatch_for(EnsureLosslessTypeChangeOp)
+def _render_ensure_lossless(autogen_context: AutogenContext, op: EnsureLosslessTypeChangeOp) -> str:
+    schema = f", schema={op.schema!r}" if op.schema else ""
+    return f"op.ensure_lossless_type_change({op.table_name!r}, {op.column_name!r}, {op.new_type!r}{schema})"
+
+
+@renderers.dispatch_for(CheckForeignKeysOp)
+def _render_check_foreign_keys(autogen_context: AutogenContext, op: CheckForeignKeysOp) -> str:
+    return f"op.check_foreign_keys({op.table_name!r})"
+
+
+class AlterColumnUsingOp(ops.AlterColumnOp):
+    """An ``alter_column`` that states how PostgreSQL converts the old values (``postgresql_using``)."""
+
+
+@renderers.dispatch_for(AlterColumnUsingOp)
+def _render_alter_column_using(autogen_context: AutogenContext, op: AlterColumnUsingOp) -> str:
+    plain = ops.AlterColumnOp.__new__(ops.AlterColumnOp)
+    plain.__dict__.update(op.__dict__)
+    text = renderers.dispatch(plain)(autogen_context, plain)
+    assert text.endswith(")")
+    indent = " " * 11
+    return f"{text[:-1]},\n{indent}postgresql_using={op.kw['postgresql_using']!r})"
+
+
+def _widens(old: Any, new: Any) -> bool:
+    """True when every value of ``old`` is kept as is by ``new`` (no check needed)."""
+    if isinstance(old, sa.Enum) or isinstance(new, sa.Enum):
+        return False
+    if isinstance(old, sa.String) and isinstance(new, sa.String):
+        if new.length is None:
+            return True
+        return old.length is not None and new.length >= old.length
+    if isinstance(old, sa.Integer) and isinstance(new, sa.Integer):
+        order = [sa.SmallInteger, sa.Integer, sa.BigInteger]
+        rank = {kind: i for i, kind in enumerate(order)}
+        old_rank = max((rank[k] for k in order if isinstance(old, k)), default=1)
+        new_rank = max((rank[k] for k in order if isinstance(new, k)), default=1)
+        return new_rank >= old_rank
+    return False
+
+
+def _type_changes(container: Any) -> list[tuple[Any, ops.AlterColumnOp, int]]:
+    found = []
+    for index, op in enumerate(container.ops):
+        if isinstance(op, ops.ModifyTableOps):
+            for inner in op.ops:
+                if isinstance(inner, ops.AlterColumnOp) and inner.modify_type is not None:
+                    found.append((op, inner, index))
+    return found
+
+
+def guard_type_changes(ctx: RewriteContext) -> None:
+    """Precede every narrowing type change with a check that stops before any value changes.
+
+    On PostgreSQL the ``alter_column`` also gets ``postgresql_using`` so that values
+    that do convert (``'12'`` → ``12``) are converted instead of failing.
+    """
+    dialect = ctx.migration_context.dialect
+    for container in (ctx.upgrade_ops, ctx.downgrade_ops):
+        inserted = 0
+        for group, alter, index in _type_changes(container):
+            old, new = alter.existing_type, alter.modify_type
+            if old is None or _widens(old, new):
+                continue
+            new_sql = new.compile(dialect=dialect)
+            check = EnsureLosslessTypeChangeOp(
+                alter.table_name, alter.column_name, new_sql, schema=alter.schema
+            )
+            container.ops.insert(index + inserted, check)
+            inserted += 1
+            if dialect.name == "postgresql":
+                column = dialect.identifier_preparer.quote(alter.column_name)
+                using = AlterColumnUsingOp.__new__(AlterColumnUsingOp)
+                using.__dict__.update(alter.__dict__)
+                using.kw = dict(alter.kw, postgresql_using=f"{column}::{new_sql}")
+                group.ops[group.ops.index(alter)] = using

@@ -1,0 +1,409 @@
+"""SQLite planning: native ALTER TABLE where SQLite can, else one exact rebuild per table per migration."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import render, renderers
+from alembic.operations import ops
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from flask_evolve.autogen.comparators import _canonical_sql
+from flask_evolve.autogen.guards import CheckForeignKeysOp
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
+    from flask_evolve.autogen.pipeline import RewriteContext
+
+#: The SQLite library Python links against; the migration runs with the same one.
+SQLITE_VERSION = sqlite3.sqlite_version_info
+RENAME_COLUMN_VERSION = (3, 25, 0)
+DROP_COLUMN_VERSION = (3, 35, 0)
+REBUILD_PREFIX = "_evolve_new_"
+
+
+class NativeTableOps(ops.ModifyTableOps):
+    """Changes SQLite makes in place (``ALTER TABLE``): rendered as plain ops, never as a batch."""
+
+
+class RebuildTableOps(ops.ModifyTableOps):
+    """Changes SQLite cannot make in place: the table is rebuilt once, to an exact ``CREATE TABLE``.
+
+    ``ops`` keeps the changes themselves (for readers of the op tree); ``statements``
+    is the SQL the script runs.
+    """
+
+    def __init__(self, table_name: str, ops_: list[ops.MigrateOperation], statements: list[str]):
+        super().__init__(table_name, ops_)
+        self.statements = statements
+
+
+@renderers.dispatch_for(NativeTableOps)
+def _render_native(autogen_context: AutogenContext, op: NativeTableOps) -> list[str]:
+    lines: list[str] = []
+    for inner in op.ops:
+        lines.extend(render.render_op(autogen_context, inner))
+    return lines
+
+
+def _python_string(sql: str) -> str:
+    if "\n" in sql and '"""' not in sql and "\\" not in sql and not sql.endswith('"'):
+        return '"""' + sql + '"""'
+    return repr(sql)
+
+
+@renderers.dispatch_for(RebuildTableOps)
+def _render_rebuild(autogen_context: AutogenContext, op: RebuildTableOps) -> list[str]:
+    changes = ", ".join(sorted({type(inner).__name__.removesuffix("Op") for inner in op.ops}))
+    lines = [
+        f"# SQLite cannot make these changes to {op.table_name!r} in place ({changes}):",
+        "# rebuild it once, copying every row and restoring its indexes, triggers and views.",
+    ]
+    lines.extend(f"op.execute({_python_string(sql)})" for sql in op.statements)
+    return lines
+
+
+@dataclass
+class TableShape:
+    """What a rebuild needs to know about one state of a table."""
+
+    name: str
+    create_sql: str
+    columns: list[str]
+    index_sql: list[str] = field(default_factory=list)
+
+    @property
+    def autoincrement(self) -> bool:
+        return bool(re.search(r"\bAUTOINCREMENT\b", self.create_sql, re.IGNORECASE))
+
+
+@dataclass
+class SchemaObject:
+    kind: str
+    name: str
+    table: str
+    sql: str
+
+
+def _schema_objects(connection: sa.Connection) -> list[SchemaObject]:
+    rows = connection.exec_driver_sql(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+    ).fetchall()
+    return [SchemaObject(*row) for row in rows]
+
+
+def _word(name: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w$])[\"`\[]?" + re.escape(name) + r"[\"`\]]?(?![\w$])", re.IGNORECASE)
+
+
+def _live_shape(objects: list[SchemaObject], connection: sa.Connection, name: str) -> TableShape | None:
+    create = next((o.sql for o in objects if o.kind == "table" and o.name == name), None)
+    if create is None:
+        return None
+    quoted = connection.dialect.identifier_preparer.quote(name)
+    columns = [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({quoted})")]
+    indexes = [o.sql for o in objects if o.kind == "index" and o.table == name]
+    return TableShape(name, create, columns, indexes)
+
+
+def _metadata_shape(table: sa.Table, dialect: sa.Dialect) -> TableShape:
+    create = str(CreateTable(table).compile(dialect=dialect)).strip()
+    indexes = [
+        str(CreateIndex(index).compile(dialect=dialect)).strip()
+        for index in sorted(table.indexes, key=lambda i: str(i.name))
+    ]
+    return TableShape(table.name, create, [c.name for c in table.columns], indexes)
+
+
+def _dependents(objects: list[SchemaObject], name: str) -> list[SchemaObject]:
+    """Triggers and views that mention the table: SQLite checks them when the rebuilt table is renamed."""
+    pattern = _word(name)
+    return [
+        o
+        for o in objects
+        if o.kind in ("trigger", "view") and (o.table == name or pattern.search(o.sql.split(" AS ", 1)[-1]))
+    ]
+
+
+_CREATE_TABLE = re.compile(
+    r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\"(?:[^\"]|\"\")+\"|\[[^\]]+\]|`[^`]+`|[\w$]+)",
+    re.IGNORECASE,
+)
+
+
+def _renamed_create(create_sql: str, new_name: str, quote: Any) -> str:
+    return _CREATE_TABLE.sub(f"CREATE TABLE {quote(new_name)}", create_sql, count=1)
+
+
+def _renamed_index(index_sql: str, old: str, new: str, quote: Any) -> str:
+    if old == new:
+        return index_sql
+    return re.sub(
+        r"(\bON\s+)[\"`\[]?" + re.escape(old) + r"[\"`\]]?(\s*\()",
+        lambda m: f"{m.group(1)}{quote(new)}{m.group(2)}",
+        index_sql,
+        count=1,
+        flags=re.IGNORECASE,
+    )
+
+
+def _default_sql(column: sa.Column[Any], dialect: sa.Dialect) -> str | None:
+    default = column.server_default
+    arg = getattr(default, "arg", None)
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        return "'" + arg.replace("'", "''") + "'"
+    if isinstance(arg, sa.TextClause):
+        return arg.text
+    return str(arg.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _is_constant_default(column: sa.Column[Any], dialect: sa.Dialect) -> bool:
+    sql = _default_sql(column, dialect)
+    if sql is None:
+        return not isinstance(column.server_default, sa.Computed)
+    canonical = _canonical_sql(sql)
+    return canonical is not None and canonical[0] == "literal"
+
+
+def _top_level_items(create_sql: str) -> list[str]:
+    """The column definitions and table constraints of a CREATE TABLE, split at top-level commas."""
+    body = create_sql[create_sql.index("(") + 1 : create_sql.rindex(")")]
+    items, depth, quoted, start = [], 0, "", 0
+    for i, char in enumerate(body):
+        if quoted:
+            quoted = "" if char == quoted else quoted
+        elif char in "'\"`[":
+            quoted = "]" if char == "[" else char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(body[start:i].strip())
+            start = i + 1
+    items.append(body[start:].strip())
+    return items
+
+
+def _droppable(column: str, source: TableShape, dependents: Iterable[SchemaObject]) -> bool:
+    """Whether ``ALTER TABLE DROP COLUMN`` works: SQLite refuses a column that any key,
+    index, constraint, trigger or view uses. Conservatively, the name must appear
+    nowhere but in its own plain definition."""
+    if SQLITE_VERSION < DROP_COLUMN_VERSION:
+        return False
+    pattern = _word(column)
+    mentions = [item for item in _top_level_items(source.create_sql) if pattern.search(item)]
+    if len(mentions) != 1 or len(pattern.findall(mentions[0])) != 1 or not pattern.match(mentions[0]):
+        return False
+    if re.search(r"\b(PRIMARY|UNIQUE|REFERENCES|CHECK|GENERATED|AS)\b", mentions[0], re.IGNORECASE):
+        return False
+    return not any(pattern.search(sql) for sql in source.index_sql) and not any(
+        pattern.search(o.sql) for o in dependents
+    )
+
+
+def _is_native(
+    op: ops.MigrateOperation, source: TableShape | None, dependents: list[SchemaObject], dialect: sa.Dialect
+) -> bool:
+    if isinstance(op, (ops.CreateIndexOp, ops.DropIndexOp)):
+        return True
+    if isinstance(op, ops.AddColumnOp):
+        column = op.column
+        if column.primary_key or column.unique or isinstance(column.server_default, sa.Computed):
+            return False
+        if not _is_constant_default(column, dialect):
+            return False
+        has_default = column.server_default is not None
+        if not column.nullable and not has_default:
+            return False
+        return not (column.foreign_keys and has_default)
+    if isinstance(op, ops.AlterColumnOp):
+        only_rename = (
+            op.modify_name is not None
+            and op.modify_type is None
+            and op.modify_nullable is None
+            and op.modify_server_default is False
+            and op.modify_comment is False
+        )
+        return only_rename and SQLITE_VERSION >= RENAME_COLUMN_VERSION
+    if isinstance(op, ops.DropColumnOp):
+        return source is not None and _droppable(op.column_name, source, dependents)
+    return False
+
+
+def _merge_groups(op_list: list[ops.MigrateOperation]) -> list[ops.MigrateOperation]:
+    """One ModifyTableOps per table, unless raw SQL or a custom op sits between two of them."""
+    merged: list[ops.MigrateOperation] = []
+    seen: dict[tuple[str | None, str], ops.ModifyTableOps] = {}
+    for op in op_list:
+        if type(op) is ops.ModifyTableOps:
+            key = (op.schema, op.table_name)
+            if key in seen:
+                seen[key].ops.extend(op.ops)
+                continue
+            seen[key] = op
+        elif isinstance(op, ops.ExecuteSQLOp) or not type(op).__module__.startswith("alembic."):
+            seen.clear()
+        merged.append(op)
+    return merged
+
+
+def _copy_select(
+    group: ops.ModifyTableOps, source: TableShape, target: TableShape, dialect: sa.Dialect, quote: Any
+) -> tuple[list[str], list[str]]:
+    renamed_from = {
+        op.modify_name: op.column_name
+        for op in group.ops
+        if isinstance(op, ops.AlterColumnOp) and op.modify_name is not None
+    }
+    fills = {
+        op.column.name: _default_sql(op.column, dialect)
+        for op in group.ops
+        if isinstance(op, ops.AddColumnOp)
+    }
+    names, exprs = [], []
+    for column in target.columns:
+        origin = renamed_from.get(column, column)
+        if origin in source.columns:
+            names.append(quote(column))
+            exprs.append(quote(origin))
+        elif fills.get(column) is not None:
+            names.append(quote(column))
+            exprs.append(fills[column])  # type: ignore[arg-type]
+    return names, exprs
+
+
+def rebuild_statements(
+    group: ops.ModifyTableOps,
+    source: TableShape,
+    target: TableShape,
+    dependents: list[SchemaObject],
+    dialect: sa.Dialect,
+) -> list[str]:
+    """The SQL of SQLite's documented 12-step table rebuild, with foreign keys left to the runtime
+    (off for the whole migration, checked after)."""
+    quote = dialect.identifier_preparer.quote
+    name = group.table_name
+    temp = REBUILD_PREFIX + name
+    statements = [f"DROP {o.kind.upper()} IF EXISTS {quote(o.name)}" for o in dependents]
+    statements.append(_renamed_create(target.create_sql, temp, quote))
+    names, exprs = _copy_select(group, source, target, dialect, quote)
+    if names:
+        statements.append(
+            f"INSERT INTO {quote(temp)} ({', '.join(names)}) SELECT {', '.join(exprs)} FROM {quote(name)}"
+        )
+    if source.autoincrement and target.autoincrement:
+        # Keep AUTOINCREMENT's high-water mark, so ids of deleted rows are never reused.
+        statements.append(f"DELETE FROM sqlite_sequence WHERE name = '{temp}'")
+        statements.append(
+            f"INSERT INTO sqlite_sequence (name, seq) SELECT '{temp}', seq FROM sqlite_sequence "
+            f"WHERE name = '{name}'"
+        )
+    statements.append(f"DROP TABLE {quote(name)}")
+    statements.append(f"ALTER TABLE {quote(temp)} RENAME TO {quote(name)}")
+    statements.extend(_renamed_index(sql, target.name, name, quote) for sql in target.index_sql)
+    statements.extend(o.sql for o in dependents if o.kind == "trigger")
+    statements.extend(o.sql for o in dependents if o.kind == "view")
+    return statements
+
+
+def _unmodelled_indexes(
+    objects: list[SchemaObject], connection: sa.Connection, live_name: str, table: sa.Table
+) -> list[str]:
+    """Indexes SQLAlchemy cannot reflect (on expressions), so autogenerate never sees them: keep them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", sa.exc.SAWarning
+        )  # "Skipped unsupported reflection of expression-based index"
+        reflected = {index["name"] for index in sa.inspect(connection).get_indexes(live_name)}
+    modelled = {str(index.name) for index in table.indexes}
+    return [
+        o.sql
+        for o in objects
+        if o.kind == "index" and o.table == live_name and o.name not in reflected | modelled
+    ]
+
+
+def _plan(
+    op_list: list[ops.MigrateOperation],
+    *,
+    upgrade: bool,
+    connection: sa.Connection,
+    metadata: sa.MetaData | None,
+) -> list[ops.MigrateOperation]:
+    dialect = connection.dialect
+    objects = _schema_objects(connection)
+    # The live name of a table that this migration renames.
+    live_names: dict[str, str] = {}
+    for op in op_list:
+        if isinstance(op, ops.RenameTableOp):
+            if upgrade:
+                live_names[op.new_table_name] = live_names.get(op.table_name, op.table_name)
+            else:
+                live_names[op.table_name] = op.new_table_name
+    planned: list[ops.MigrateOperation] = []
+    changed_columns: dict[str, tuple[list[str], set[str]]] = {}
+    for op in _merge_groups(op_list):
+        if type(op) is not ops.ModifyTableOps or not op.ops:
+            planned.append(op)
+            continue
+        name = op.table_name
+        live = _live_shape(objects, connection, live_names.get(name, name))
+        table = (
+            metadata.tables.get(name if op.schema is None else f"{op.schema}.{name}") if metadata else None
+        )
+        declared = _metadata_shape(table, dialect) if table is not None else None
+        if upgrade and live is not None and declared is not None:
+            declared.index_sql += _unmodelled_indexes(objects, connection, live.name, table)  # type: ignore[arg-type]
+        source, target = (live, declared) if upgrade else (declared, live)
+        if source is not None and name in changed_columns:
+            # An earlier group of this migration (split by raw SQL) already changed the columns.
+            added, dropped = changed_columns[name]
+            source = replace(source, columns=[c for c in source.columns if c not in dropped] + added)
+        dependents = _dependents(objects, live.name) if live is not None else []
+        added, dropped = changed_columns.setdefault(name, ([], set()))
+        for inner in op.ops:
+            if isinstance(inner, ops.AddColumnOp):
+                added.append(inner.column.name)
+            elif isinstance(inner, ops.DropColumnOp):
+                dropped.add(inner.column_name)
+        if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
+            planned.append(NativeTableOps(name, op.ops, schema=op.schema))
+        elif source is None or target is None or op.schema is not None:
+            planned.append(op)  # nothing exact to rebuild to: Alembic's batch mode does it
+        else:
+            statements = rebuild_statements(op, source, target, dependents, dialect)
+            planned.append(RebuildTableOps(name, op.ops, statements))
+            planned.append(CheckForeignKeysOp(name))
+    return planned
+
+
+def plan_sqlite(ctx: RewriteContext) -> None:
+    """Rewrite each table's changes into native ``ALTER TABLE`` ops or one exact rebuild.
+
+    Upgrades rebuild to the models' ``CREATE TABLE``; downgrades rebuild to the
+    table exactly as the database has it now (from ``sqlite_master``), so that
+    AUTOINCREMENT, COLLATE, unnamed CHECKs, FK actions and expression indexes survive.
+    """
+    context = ctx.migration_context
+    if context.dialect.name != "sqlite" or context.connection is None:
+        return
+    metadata = context.opts.get("target_metadata")
+    if isinstance(metadata, (list, tuple)):
+        metadata = metadata[0] if len(metadata) == 1 else None
+    connection = context.connection
+    ctx.upgrade_ops.ops[:] = _plan(
+        ctx.upgrade_ops.ops, upgrade=True, connection=connection, metadata=metadata
+    )
+    ctx.downgrade_ops.ops[:] = _plan(
+        ctx.downgrade_ops.ops, upgrade=False, connection=connection, metadata=metadata
+    )
