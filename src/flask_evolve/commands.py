@@ -272,10 +272,16 @@ def _verify_new_revision(config: AlembicConfig, written: Any) -> None:
     """Upgrade, downgrade and upgrade the new step on a scratch copy of the live schema; warn on failure."""
     import sys
 
+    from flask_evolve.environment import default_engine
     from flask_evolve.safety.verify import verify_new_revision
 
     scripts = written if isinstance(written, list) else [written]
-    engine = _migrate_extension().require_db().engine
+    engine = default_engine()
+    if hasattr(engine, "sync_engine"):
+        # The scratch copy is built through a synchronous connection; an
+        # AsyncEngine (aioflask, Alchemical) has none outside its event loop.
+        sys.stderr.write("Verify skipped: the app's database is an AsyncEngine.\n")
+        return
     for script in scripts:
         result = verify_new_revision(config, script.revision, engine)
         sys.stderr.write(result.summary() + "\n")

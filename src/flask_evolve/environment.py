@@ -45,6 +45,11 @@ def _metadata(db: Any, bind: str | None) -> MetaData:
     return subset
 
 
+def default_engine() -> Any:
+    """The engine of the app's default database (an AsyncEngine for aioflask/Alchemical apps)."""
+    return _engine(_extension_state().migrate.require_db(), None)
+
+
 def app_databases(*, multidb: bool) -> list[Database]:
     """The default database, then (``multidb``) one entry per bind."""
     db = _extension_state().migrate.require_db()
