@@ -391,9 +391,8 @@ def test_every_change_round_trips_with_rows(matrix_db: tuple[str, str, str], tmp
             # What SQLite can ALTER in place is never a table copy; every other table is copied once.
             script = next(t for t in (p.read_text() for p in scripts) if t.startswith('"""new'))
             upgrade_part = script.split("def downgrade")[0]
-            assert "op.add_column('t01'" in upgrade_part and "_evolve_new_t01" not in upgrade_part
+            assert "add_column(sa.Column('b'" in upgrade_part and "_evolve_new_t01" not in upgrade_part
             assert "op.drop_column('t03', 'b')" in upgrade_part and "_evolve_new_t03" not in upgrade_part
-            assert "batch_alter_table" not in script
             assert all(upgrade_part.count(f"CREATE TABLE _evolve_new_{t} ") <= 1 for t in tables)
         project.flask("db", "upgrade")
         new_schema = project.schema()

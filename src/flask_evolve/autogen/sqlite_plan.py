@@ -45,8 +45,15 @@ class RebuildTableOps(ops.ModifyTableOps):
         self.statements = statements
 
 
+_BATCH_NATIVE = (ops.AddColumnOp, ops.CreateIndexOp, ops.DropIndexOp)
+
+
 @renderers.dispatch_for(NativeTableOps)
-def _render_native(autogen_context: AutogenContext, op: NativeTableOps) -> list[str]:
+def _render_native(autogen_context: AutogenContext, op: NativeTableOps) -> Any:
+    if autogen_context.opts.get("render_as_batch") and all(isinstance(o, _BATCH_NATIVE) for o in op.ops):
+        # Alembic's batch mode runs these in place on SQLite too: keep Flask-Migrate's familiar shape.
+        plain = ops.ModifyTableOps(op.table_name, op.ops, schema=op.schema)
+        return renderers.dispatch(plain)(autogen_context, plain)
     lines: list[str] = []
     for inner in op.ops:
         lines.extend(render.render_op(autogen_context, inner))
@@ -240,12 +247,20 @@ def _is_native(
     return False
 
 
+def _plannable(op: ops.MigrateOperation) -> bool:
+    return (
+        isinstance(op, ops.ModifyTableOps)
+        and not isinstance(op, (NativeTableOps, RebuildTableOps))
+        and bool(op.ops)
+    )
+
+
 def _merge_groups(op_list: list[ops.MigrateOperation]) -> list[ops.MigrateOperation]:
     """One ModifyTableOps per table, unless raw SQL or a custom op sits between two of them."""
     merged: list[ops.MigrateOperation] = []
     seen: dict[tuple[str | None, str], ops.ModifyTableOps] = {}
     for op in op_list:
-        if type(op) is ops.ModifyTableOps:
+        if _plannable(op):
             key = (op.schema, op.table_name)
             if key in seen:
                 seen[key].ops.extend(op.ops)
@@ -353,7 +368,9 @@ def _plan(
     planned: list[ops.MigrateOperation] = []
     changed_columns: dict[str, tuple[list[str], set[str]]] = {}
     for op in _merge_groups(op_list):
-        if type(op) is not ops.ModifyTableOps or not op.ops:
+        # Subclasses too (e.g. a batch carrying a naming convention to find unnamed
+        # constraints): an exact rebuild needs no constraint names.
+        if not _plannable(op):
             planned.append(op)
             continue
         name = op.table_name
