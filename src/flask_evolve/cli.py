@@ -37,6 +37,25 @@ def _x_arg_option(f: F) -> F:
     return click.option("-x", "--x-arg", multiple=True, help=_X_ARG_HELP)(f)
 
 
+def _lock_timeout_option(f: F) -> F:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help="Give up if another migration holds the lock for longer than this (default: wait)",
+    )(f)
+
+
+def _single_transaction_option(f: F) -> F:
+    return click.option(
+        "--single-transaction",
+        is_flag=True,
+        default=None,
+        help="Run all pending migrations in one transaction instead of one per migration",
+    )(f)
+
+
 def _one_line_errors(f: F) -> F:
     """Print a MigrationError as one `Error:` line on stderr and exit non-zero."""
 
@@ -229,13 +248,34 @@ def merge(
 @click.option("--sql", is_flag=True, help=_SQL_HELP)
 @click.option("--tag", default=None, help=_TAG_HELP)
 @_x_arg_option
+@_lock_timeout_option
+@_single_transaction_option
+@click.option(
+    "--backup", is_flag=True, help="Copy the SQLite database file next to it before migrating"
+)
 @click.argument("revision", default="head")
 @_one_line_errors
 def upgrade(
-    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    x_arg: tuple[str, ...],
+    lock_timeout: float | None,
+    single_transaction: bool | None,
+    backup: bool,
+    revision: str,
 ) -> None:
     """Upgrade to a later version"""
-    commands.upgrade(_directory_or_group(directory), revision, sql, tag, x_arg)
+    commands.upgrade(
+        _directory_or_group(directory),
+        revision,
+        sql,
+        tag,
+        x_arg,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
+        backup=backup,
+    )
 
 
 @db.command()
@@ -243,14 +283,28 @@ def upgrade(
 @click.option("--sql", is_flag=True, help=_SQL_HELP)
 @click.option("--tag", default=None, help=_TAG_HELP)
 @_x_arg_option
+@_lock_timeout_option
+@_single_transaction_option
 @click.argument("revision", default="-1")
 @_one_line_errors
 def downgrade(
-    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    x_arg: tuple[str, ...],
+    lock_timeout: float | None,
+    single_transaction: bool | None,
+    revision: str,
 ) -> None:
     """Revert to a previous version"""
     commands.downgrade(
-        _directory_or_group(directory), revision, sql, tag, x_arg
+        _directory_or_group(directory),
+        revision,
+        sql,
+        tag,
+        x_arg,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
     )
 
 
@@ -315,11 +369,21 @@ def current(directory: str | None, verbose: bool) -> None:
 @click.option(
     "--purge", is_flag=True, help="Delete the version in the alembic_version table before stamping"
 )
+@_lock_timeout_option
 @click.argument("revision", default="head")
 @_one_line_errors
-def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purge: bool) -> None:
+def stamp(
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    revision: str,
+    purge: bool,
+    lock_timeout: float | None,
+) -> None:
     """'stamp' the revision table with the given revision; don't run any migrations"""
-    commands.stamp(_directory_or_group(directory), revision, sql, tag, purge)
+    commands.stamp(
+        _directory_or_group(directory), revision, sql, tag, purge, lock_timeout=lock_timeout
+    )
 
 
 @db.command()

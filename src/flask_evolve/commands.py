@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,8 @@ from flask_evolve.errors import (
     NoChangesError,
     UserInputError,
     explain_alembic_error,
+    database_error_line,
+    explain_database_error,
 )
 
 if TYPE_CHECKING:
@@ -58,12 +62,21 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     from alembic.util import CommandError
 
     from flask_evolve.runtime.logs import app_logging_preserved
+    from flask_evolve.runtime import backup, locks, recovery, transactions
 
     try:
         with app_logging_preserved():
             yield
     except MigrationError:
         raise
+    except (
+        locks.LockTimeout,
+        locks.LockUnavailable,
+        transactions.ForeignKeyViolation,
+        recovery.StaleRebuildError,
+        backup.BackupError,
+    ) as exc:
+        raise MigrationError(str(exc)) from exc
     except CommandError as exc:
         message = str(exc)
         revisions = _database_revisions() if "Can't locate revision" in message else ()
@@ -75,6 +88,84 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
                 database_revisions=revisions,
             )
         ) from exc
+    except Exception as exc:
+        explained = _explain_failure(exc, directory)
+        if explained is None:
+            raise
+        raise MigrationError(explained) from exc
+
+
+def _display_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _script_frame(exc: BaseException, folder: str) -> tuple[str, int] | None:
+    """The innermost traceback frame that runs a file of the migrations folder."""
+    found = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        filename = os.path.abspath(traceback.tb_frame.f_code.co_filename)
+        if filename.startswith(folder + os.sep):
+            found = (filename, traceback.tb_lineno)
+        traceback = traceback.tb_next
+    return found
+
+
+def _default_database() -> tuple[str, Any]:
+    try:
+        engine = _migrate_extension().require_db().engine
+    except Exception:
+        return "the database", None
+    return engine.url.render_as_string(hide_password=True), engine
+
+
+def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
+    """One line for an error from a migration script, env.py or the database; ``None``: a bug of ours.
+
+    Names the file and line that failed and the revision the database is at
+    afterwards, so the user knows what to fix and what state they are in.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flask_evolve.runtime.transactions import is_transactional
+
+    folder = os.path.abspath(_directory(directory))
+    if isinstance(exc, SyntaxError) and exc.filename:
+        filename = os.path.abspath(exc.filename)
+        if filename.startswith(folder + os.sep):
+            return (
+                f"Syntax error in {_display_path(filename)}, line {exc.lineno}: {exc.msg}: "
+                f"fix the file, then run the command again."
+            )
+    is_database_error = isinstance(exc, SQLAlchemyError)
+    what = database_error_line(exc) if is_database_error else _exception_line(exc)
+    location = _script_frame(exc, folder)
+    if location is not None:
+        filename, line = location
+        where = f"{_display_path(filename)}, line {line}"
+        if os.path.basename(filename) == "env.py":
+            return f"{where} failed: {what}: fix env.py, then run the command again."
+        url, engine = _default_database()
+        revisions = _database_revisions()
+        at = f"revision {', '.join(revisions)}" if revisions else "no revision (empty)"
+        if engine is not None and is_transactional(engine):
+            outcome = f"that migration was rolled back and the database is at {at}"
+        else:
+            outcome = (
+                f"statements before the failure may have been applied (no transactional DDL "
+                f"on this database); the database records {at}"
+            )
+        return f"{where} failed: {what}; {outcome}: fix the migration, then run the command again."
+    if is_database_error:
+        url, _ = _default_database()
+        return explain_database_error(exc, database=url)
+    return None
+
+
+def _exception_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _config(
@@ -98,6 +189,126 @@ def _config(
     config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
     config.attributes[OPTIONS_ATTRIBUTE] = {**migrate.evolve_options, **(options or {})}
     return config
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+#: env.py files that migrate every bind: ours (`multidb=True`) and Flask-Migrate's multidb one.
+_MULTIDB_ENV = re.compile(r"multidb\s*=\s*True|bind_names|get_engine\(bind=")
+
+
+def _is_multidb(config: AlembicConfig) -> bool:
+    location = config.get_main_option("script_location") or ""
+    try:
+        with open(os.path.join(location, "env.py"), encoding="utf-8") as f:
+            return bool(_MULTIDB_ENV.search(f.read()))
+    except OSError:
+        return False
+
+
+def _migrated_engines(config: AlembicConfig) -> list[Any]:
+    from flask_evolve.environment import app_databases
+
+    return [database.engine for database in app_databases(multidb=_is_multidb(config))]
+
+
+@contextmanager
+def _run_configure_args(engines: Sequence[Any], single_transaction: bool | None) -> Iterator[None]:
+    """Add the transaction settings of this run to ``configure_args`` for its length.
+
+    Old Flask-Migrate env.py files read ``configure_args`` too, so they get the
+    same transactions as ours.
+    """
+    from flask_evolve.runtime.transactions import is_transactional
+
+    args = current_app.extensions["migrate"].configure_args
+    added: dict[str, Any] = {}
+    if single_transaction is not None:
+        added["transaction_per_migration"] = not single_transaction
+    elif "transaction_per_migration" not in args:
+        added["transaction_per_migration"] = True
+    # SQLite's DDL rolls back once runtime.transactions gives it real BEGINs;
+    # Alembic assumes otherwise unless told.
+    if "transactional_ddl" not in args and is_transactional(engines[0]):
+        added["transactional_ddl"] = True
+    saved = {key: args[key] for key in added if key in args}
+    args.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            args.pop(key, None)
+        args.update(saved)
+
+
+@contextmanager
+def _migration_run(
+    config: AlembicConfig,
+    *,
+    sql: bool,
+    lock_timeout: float | None,
+    single_transaction: bool | None = None,
+    backup: bool = False,
+    clean_stale: bool = False,
+) -> Iterator[None]:
+    """Lock, make transactions real, repair and back up around a run that changes the database.
+
+    Offline (``--sql``) runs touch no database and take no lock.
+    """
+    if sql:
+        yield
+        return
+    from flask_evolve.runtime.backup import backup_sqlite, restore_hint
+    from flask_evolve.runtime.locks import migration_lock, sqlite_database_path
+    from flask_evolve.runtime.recovery import drop_stale_rebuild_tables
+    from flask_evolve.runtime.transactions import real_transactions
+
+    migrate = _migrate_extension()
+    engines = _migrated_engines(config)
+    if backup:
+        for engine in engines:
+            _check_backup_possible(engine)
+    if lock_timeout is None:
+        lock_timeout = migrate.evolve_options.get("lock_timeout")
+    version_table = current_app.extensions["migrate"].configure_args.get("version_table")
+    with migration_lock(
+        engines,
+        name=version_table or "alembic_version",
+        timeout=None if lock_timeout is None else float(lock_timeout),
+        notify=_notify,
+    ):
+        if clean_stale:
+            for engine in engines:
+                drop_stale_rebuild_tables(engine, _notify)
+        backups: list[tuple[str, str]] = []
+        if backup:
+            for engine in engines:
+                copy = backup_sqlite(engine)
+                source = sqlite_database_path(getattr(engine, "sync_engine", engine).url) or ""
+                _notify(f"Backed up '{source}' to '{copy}'.")
+                backups.append((copy, source))
+        with real_transactions(engines), _run_configure_args(engines, single_transaction):
+            try:
+                yield
+            except BaseException:
+                for copy, source in backups:
+                    _notify(restore_hint(copy, source))
+                raise
+
+
+def _check_backup_possible(engine: Any) -> None:
+    from flask_evolve.runtime.locks import sqlite_database_path
+
+    url = getattr(engine, "sync_engine", engine).url
+    if url.get_backend_name() != "sqlite":
+        raise MigrationError(
+            f"--backup works on SQLite only, and this database is {url.get_backend_name()}: "
+            f"take a backup with your database's own tools (e.g. pg_dump), then upgrade without --backup."
+        )
+    if sqlite_database_path(url) is None:
+        raise MigrationError("--backup needs a SQLite file, and this database is in memory.")
 
 
 def list_templates() -> list[tuple[str, str]]:
@@ -318,12 +529,34 @@ def upgrade(
     sql: bool = False,
     tag: str | None = None,
     x_arg: str | Iterable[str] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    single_transaction: bool | None = None,
+    backup: bool = False,
 ) -> None:
-    """Upgrade the database to a later revision."""
+    """Upgrade the database to a later revision.
+
+    Holds the migration lock for the whole run, and runs each migration in its
+    own transaction (SQLite included), so a failure leaves the database at the
+    last revision that completed.
+
+    :param lock_timeout: seconds to wait for another migration at most
+        (default: ``Migrate(lock_timeout=...)``, else for ever).
+    :param single_transaction: run every pending migration in one transaction
+        instead of one per migration.
+    :param backup: copy the SQLite database next to it first (SQLite only).
+    """
     from alembic import command
 
     config = _config(directory, x_arg=x_arg)
-    with _explained(directory):
+    with _explained(directory), _migration_run(
+        config,
+        sql=sql,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
+        backup=backup,
+        clean_stale=True,
+    ):
         command.upgrade(config, revision, sql=sql, tag=tag)
 
 
@@ -333,14 +566,19 @@ def downgrade(
     sql: bool = False,
     tag: str | None = None,
     x_arg: str | Iterable[str] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    single_transaction: bool | None = None,
 ) -> None:
-    """Revert the database to an earlier revision."""
+    """Revert the database to an earlier revision, under the migration lock."""
     from alembic import command
 
     config = _config(directory, x_arg=x_arg)
     if sql and revision == "-1":
         revision = "head:-1"
-    with _explained(directory):
+    with _explained(directory), _migration_run(
+        config, sql=sql, lock_timeout=lock_timeout, single_transaction=single_transaction
+    ):
         command.downgrade(config, revision, sql=sql, tag=tag)
 
 
@@ -404,12 +642,14 @@ def stamp(
     sql: bool = False,
     tag: str | None = None,
     purge: bool = False,
+    *,
+    lock_timeout: float | None = None,
 ) -> None:
-    """Record a revision in the database without running any migration."""
+    """Record a revision in the database without running any migration, under the migration lock."""
     from alembic import command
 
     config = _config(directory)
-    with _explained(directory):
+    with _explained(directory), _migration_run(config, sql=sql, lock_timeout=lock_timeout):
         command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
 
 

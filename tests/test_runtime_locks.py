@@ -1,0 +1,114 @@
+"""The migration lock: a second migrator waits and says so, --lock-timeout bounds the wait."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from flask_evolve.runtime.locks import WAITING_MESSAGE, advisory_key, sqlite_lock_path
+from tests.harness import Project
+from tests.revision_files import write_revision
+
+
+@contextmanager
+def held_lock(project: Project) -> Iterator[None]:
+    """Hold the migration lock the way another `flask db upgrade` would."""
+    url = sa.make_url(project.database_url)
+    if project.dialect == "sqlite":
+        path = sqlite_lock_path(url)
+        assert path is not None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(fd)
+        return
+    with project.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key("alembic_version")})
+        yield
+
+
+def _project_with_history(project: Project, *, migrate_args: str = "") -> None:
+    project.write_app("", migrate_args=migrate_args)
+    project.flask("db", "init")
+    write_revision(
+        project.migrations, "r1", None, 'op.create_table("a", sa.Column("id", sa.Integer, primary_key=True))'
+    )
+    write_revision(project.migrations, "r2", "r1", 'op.add_column("a", sa.Column("x", sa.Integer))')
+
+
+def _assert_one_line_timeout(stderr: str) -> None:
+    assert stderr.count(WAITING_MESSAGE) == 1
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Another migration held the lock"), stderr
+    assert "--lock-timeout" in last
+
+
+def test_lock_timeout_gives_up_with_one_line_and_touches_nothing(project: Project) -> None:
+    _project_with_history(project)
+    with held_lock(project):
+        started = time.monotonic()
+        result = project.flask("db", "upgrade", "--lock-timeout", "1", ok=False)
+        assert time.monotonic() - started < 30
+    _assert_one_line_timeout(result.stderr)
+    assert project.version() == []
+    assert "a" not in project.tables()
+    # Nor does the password of the URL appear: it is rendered hidden.
+    assert result.stderr.count("\n") < 4
+
+
+def test_migrate_lock_timeout_option_bounds_stamp_and_downgrade_too(project: Project) -> None:
+    _project_with_history(project, migrate_args="lock_timeout=0.5")
+    project.flask("db", "upgrade")
+    with held_lock(project):
+        for command in (["downgrade"], ["stamp", "r1"]):
+            result = project.flask("db", *command, ok=False)
+            _assert_one_line_timeout(result.stderr)
+    assert project.version() == ["r2"]
+
+
+def test_a_waiting_upgrade_runs_when_the_lock_is_released(project: Project) -> None:
+    _project_with_history(project)
+    with held_lock(project):
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "flask", "db", "upgrade"],
+            cwd=project.path,
+            env=project.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while project.dialect == "postgresql" and time.monotonic() < deadline:
+            # Wait until the waiter is really blocked on the advisory lock.
+            waiting = project.query(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if waiting[0][0]:
+                break
+            time.sleep(0.1)
+        else:
+            time.sleep(2)
+        assert waiter.poll() is None, waiter.communicate()
+        assert project.version() == []
+    _, stderr = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, stderr
+    assert stderr.count(WAITING_MESSAGE) == 1
+    assert project.version() == ["r2"]
+
+
+def test_offline_sql_takes_no_lock(project: Project) -> None:
+    _project_with_history(project)
+    with held_lock(project):
+        result = project.flask("db", "upgrade", "--sql", "--lock-timeout", "0.2")
+    assert "CREATE TABLE a" in result.stdout
+    assert WAITING_MESSAGE not in result.stderr
