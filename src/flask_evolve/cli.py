@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from flask import g
-from flask.cli import AppGroup, FlaskGroup
+from flask import current_app, g
+from flask.cli import AppGroup, FlaskGroup, NoAppException, ScriptInfo
 
 from flask_evolve import commands
 from flask_evolve.errors import MigrationError
@@ -474,6 +475,62 @@ def status(directory: str | None, output_format: str, no_drift: bool, scratch_ur
         click.echo(result.to_json())
     else:
         click.echo(result.render(colour=sys.stdout.isatty()))
+
+
+def _app_load_error(exc: BaseException) -> str:
+    """One line for an app that fails to import: the exception and the user's file and line."""
+    cause: BaseException = exc
+    if isinstance(exc, NoAppException):
+        if exc.__context__ is None:
+            return exc.format_message().strip().splitlines()[0]
+        cause = exc.__context__
+    where = ""
+    traceback = cause.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if not filename.startswith("<") and "site-packages" not in filename:
+            where = f" ({os.path.relpath(filename)}, line {traceback.tb_lineno})"
+        traceback = traceback.tb_next
+    if isinstance(cause, SyntaxError) and cause.filename:
+        where = f" ({os.path.relpath(cause.filename)}, line {cause.lineno})"
+    text = str(cause).strip().splitlines()
+    what = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+    return f"Could not load the app: {what}{where}: fix it, then run the command again."
+
+
+@click.command(
+    "db",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Perform database migrations."""
+    # Registered as a `flask.commands` plugin so that `flask db …` reaches us even
+    # when the app fails to import: Flask would print that error with its traceback
+    # and then "No such command 'db'". We load the app ourselves, say what broke in
+    # one line, and hand over to the `db` group the app registered (ours, or any
+    # other extension's).
+    if not current_app:
+        try:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+        except Exception as exc:
+            click.echo(f"Error: {_app_load_error(exc)}", err=True)
+            sys.exit(1)
+        ctx.with_resource(app.app_context())
+    else:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    target = app.cli.get_command(ctx, ctx.info_name or "db")
+    if target is None or target is db_plugin:
+        click.echo(
+            "Error: This app has no `db` command: add `Migrate(app, db)` (from flask_evolve), "
+            "or use the command name given to Migrate(command=...).",
+            err=True,
+        )
+        sys.exit(1)
+    with target.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub_ctx:
+        target.invoke(sub_ctx)
 
 
 def manage(app: Any, args: list[str] | None = None) -> None:

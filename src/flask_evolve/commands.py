@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,13 @@ from flask_evolve.errors import (
     MigrationError,
     NoChangesError,
     UserInputError,
+    REVISION_MAP_WARNINGS,
+    database_advice,
+    database_error_line,
     explain_alembic_error,
     database_error_line,
     explain_database_error,
+    explain_revision_map_warning,
 )
 
 if TYPE_CHECKING:
@@ -65,10 +70,18 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     from flask_evolve.runtime import backup, locks, recovery, transactions
 
     try:
-        with app_logging_preserved():
+        with app_logging_preserved(), warnings.catch_warnings():
+            for pattern in REVISION_MAP_WARNINGS:
+                warnings.filterwarnings("error", message=pattern)
             yield
     except MigrationError:
         raise
+    except UserWarning as exc:
+        if not any(re.match(pattern, str(exc)) for pattern in REVISION_MAP_WARNINGS):
+            raise
+        raise MigrationError(
+            explain_revision_map_warning(str(exc), directory=_directory(directory))
+        ) from None
     except (
         locks.LockTimeout,
         locks.LockUnavailable,
@@ -126,7 +139,7 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
     Names the file and line that failed and the revision the database is at
     afterwards, so the user knows what to fix and what state they are in.
     """
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import DBAPIError, IdentifierError, SQLAlchemyError
 
     from flask_evolve.runtime.transactions import is_transactional
 
@@ -138,6 +151,15 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
                 f"Syntax error in {_display_path(filename)}, line {exc.lineno}: {exc.msg}: "
                 f"fix the file, then run the command again."
             )
+    if isinstance(exc, ImportError) and str(exc).startswith("Can't find Python file") and str(
+        exc
+    ).endswith("env.py"):
+        return (
+            f"No env.py in '{_display_path(folder)}': restore it from version control, or copy "
+            f"the one `flask db init` writes into a new folder."
+        )
+    if isinstance(exc, IdentifierError):
+        return f"{str(exc).rstrip('.')}: give it a shorter name in the models, then run the command again."
     is_database_error = isinstance(exc, SQLAlchemyError)
     what = database_error_line(exc) if is_database_error else _exception_line(exc)
     location = _script_frame(exc, folder)
@@ -145,6 +167,9 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         filename, line = location
         where = f"{_display_path(filename)}, line {line}"
         if os.path.basename(filename) == "env.py":
+            if isinstance(exc, DBAPIError):
+                # Alembic's own statements (version table, reflection) run from env.py.
+                return explain_database_error(exc, database=_default_database()[0])
             return f"{where} failed: {what}: fix env.py, then run the command again."
         url, engine = _default_database()
         revisions = _database_revisions()
@@ -156,10 +181,13 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
                 f"statements before the failure may have been applied (no transactional DDL "
                 f"on this database); the database records {at}"
             )
-        return f"{where} failed: {what}; {outcome}: fix the migration, then run the command again."
-    if is_database_error:
+        fix = (database_advice(what) if is_database_error else None) or "fix the migration"
+        return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
+    if isinstance(exc, DBAPIError):
         url, _ = _default_database()
         return explain_database_error(exc, database=url)
+    if is_database_error:
+        return f"{what}."
     return None
 
 
@@ -181,12 +209,21 @@ def _config(
     :param options: per-invocation options (CLI flags); they override the ones
         given to ``Migrate(...)``.
     """
+    import configparser
+
     from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
 
     migrate = _migrate_extension()
     if need_db:
         migrate.require_db()
-    config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    try:
+        config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    except configparser.Error as exc:
+        ini = os.path.join(_directory(directory), "alembic.ini")
+        raise MigrationError(
+            f"'{ini}' is not a valid ini file ({str(exc).splitlines()[0]}): fix it, or delete it "
+            f"to use the defaults."
+        ) from None
     config.attributes[OPTIONS_ATTRIBUTE] = {**migrate.evolve_options, **(options or {})}
     return config
 

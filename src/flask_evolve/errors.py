@@ -96,6 +96,16 @@ def explain_alembic_error(
             f"The database is not at the head revision: run `{flask_cmd} upgrade` first, "
             f"then try again."
         )
+    if first_line.startswith("Cycle is detected in revisions") or "Dependency cycle" in first_line:
+        return (
+            f"{first_line.rstrip('.')}: fix their down_revision values in '{directory}' so that "
+            f"the history runs from one base to its head."
+        )
+    if first_line == "Range revision not allowed":
+        return (
+            "A range (start:end) only works with --sql (offline SQL); to migrate the database, "
+            "give one target revision."
+        )
     if first_line.startswith("Directory ") and "already exists" in first_line:
         return f"{first_line.rstrip('.')}: it is already a migrations folder, nothing to do."
     return first_line
@@ -133,6 +143,10 @@ _DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
         "check the user name and password in SQLALCHEMY_DATABASE_URI",
     ),
     (
+        re.compile(r"role \S+ does not exist", re.I),
+        "check the user name in SQLALCHEMY_DATABASE_URI",
+    ),
+    (
         re.compile(r"database \S+ does not exist", re.I),
         "create the database first, or fix its name in SQLALCHEMY_DATABASE_URI",
     ),
@@ -151,13 +165,48 @@ _DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+def database_advice(line: str) -> str | None:
+    """The fix for a known database error line, if we know it."""
+    for pattern, advice in _DATABASE_ADVICE:
+        if pattern.search(line):
+            return advice
+    return None
+
+
 def explain_database_error(exc: BaseException, *, database: str) -> str:
     """One line for a database error raised outside any migration script (connecting, reading the version).
 
     :param database: the database URL, rendered with its password hidden.
     """
     line = database_error_line(exc)
-    for pattern, advice in _DATABASE_ADVICE:
-        if pattern.search(line):
-            return f"Database error on {database}: {line}: {advice}."
+    advice = database_advice(line)
+    if advice:
+        return f"Database error on {database}: {line}: {advice}."
     return f"Database error on {database}: {line}."
+
+
+#: Alembic only warns about these, then fails obscurely (KeyError) or picks one file at random.
+REVISION_MAP_WARNINGS = (
+    r"Revision \S+ is present more than once",
+    r"Revision \S+ referenced from .* is not present",
+)
+_DUPLICATE = re.compile(r"Revision (\S+) is present more than once")
+_DANGLING = re.compile(r"Revision (\S+) referenced from (\S+)(?: -> (\S+))?.* is not present")
+
+
+def explain_revision_map_warning(message: str, *, directory: str) -> str:
+    """One line for a broken revision history that Alembic only warns about."""
+    duplicate = _DUPLICATE.search(message)
+    if duplicate:
+        return (
+            f"Two files in '{directory}' declare revision '{duplicate.group(1)}': give one of them "
+            f"a new revision id (and point the down_revision that meant it at the new id)."
+        )
+    dangling = _DANGLING.search(message)
+    if dangling:
+        referrer = dangling.group(3) or dangling.group(2)
+        return (
+            f"Revision '{referrer.rstrip(',')}' has down_revision '{dangling.group(1)}', which no file in "
+            f"'{directory}' declares: fix its down_revision (`flask db history` lists the revisions)."
+        )
+    return message.strip().splitlines()[0]
