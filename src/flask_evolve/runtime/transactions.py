@@ -21,7 +21,32 @@ def _sync_engine(engine: Any) -> Engine:
     return getattr(engine, "sync_engine", engine)
 
 
-class _SQLiteTransactions:
+def report_autocommit_block(connection: Connection) -> None:
+    """Say that statements now run outside any transaction (``autocommit_block()``)."""
+    log.warning(
+        "Running statements outside a transaction (autocommit_block): what ran before "
+        "is committed, and a failure from here on cannot be rolled back."
+    )
+
+
+class _AutocommitReporter:
+    """Reports ``autocommit_block()`` use on databases that already have transactional DDL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def install(self) -> None:
+        event.listen(self.engine, "set_connection_execution_options", self.on_options)
+
+    def remove(self) -> None:
+        event.remove(self.engine, "set_connection_execution_options", self.on_options)
+
+    def on_options(self, connection: Connection, options: dict[str, Any]) -> None:
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            report_autocommit_block(connection)
+
+
+class _SQLiteTransactions(_AutocommitReporter):
     """Engine listeners that give pysqlite real transactions for the length of a run.
 
     pysqlite (Python < 3.12 style "legacy transaction control") never emits
@@ -36,20 +61,20 @@ class _SQLiteTransactions:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         # id(dbapi connection) -> (connection, isolation_level before, foreign_keys before);
         # sqlite3 connections cannot be weakly referenced, and a run is short.
         self.touched: dict[int, tuple[Any, Any, int]] = {}
 
     def install(self) -> None:
+        super().install()
         event.listen(self.engine, "begin", self.on_begin)
         event.listen(self.engine, "commit", self.on_commit)
-        event.listen(self.engine, "set_connection_execution_options", self.on_options)
 
     def remove(self) -> None:
+        super().remove()
         event.remove(self.engine, "begin", self.on_begin)
         event.remove(self.engine, "commit", self.on_commit)
-        event.remove(self.engine, "set_connection_execution_options", self.on_options)
         for dbapi_connection, isolation_level, foreign_keys in self.touched.values():
             self._restore(dbapi_connection, isolation_level, foreign_keys)
         self.touched.clear()
@@ -103,35 +128,6 @@ class _SQLiteTransactions:
                 f"({', '.join(tables)}); it was rolled back: fix the data in the migration, "
                 f"then run it again."
             )
-
-    def on_options(self, connection: Connection, options: dict[str, Any]) -> None:
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            report_autocommit_block(connection)
-
-
-def report_autocommit_block(connection: Connection) -> None:
-    """Say that statements now run outside any transaction (``autocommit_block()``)."""
-    log.warning(
-        "Running statements outside a transaction (autocommit_block): what ran before "
-        "is committed, and a failure from here on cannot be rolled back."
-    )
-
-
-class _AutocommitReporter:
-    """Reports ``autocommit_block()`` use on databases that already have transactional DDL."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def install(self) -> None:
-        event.listen(self.engine, "set_connection_execution_options", self.on_options)
-
-    def remove(self) -> None:
-        event.remove(self.engine, "set_connection_execution_options", self.on_options)
-
-    def on_options(self, connection: Connection, options: dict[str, Any]) -> None:
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            report_autocommit_block(connection)
 
 
 @contextmanager
