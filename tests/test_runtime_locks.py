@@ -112,3 +112,64 @@ def test_offline_sql_takes_no_lock(project: Project) -> None:
         result = project.flask("db", "upgrade", "--sql", "--lock-timeout", "0.2")
     assert "CREATE TABLE a" in result.stdout
     assert WAITING_MESSAGE not in result.stderr
+
+
+MULTIDB_REVISION = '''\
+from alembic import op
+import sqlalchemy as sa
+
+revision = "m1"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade(engine_name):
+    globals()["upgrade_%s" % engine_name]()
+
+
+def downgrade(engine_name):
+    globals()["downgrade_%s" % engine_name]()
+
+
+def upgrade_():
+    op.create_table("a", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade_():
+    op.drop_table("a")
+
+
+def upgrade_other():
+    op.create_table("b", sa.Column("id", sa.Integer, primary_key=True))
+    {failure}
+
+
+def downgrade_other():
+    op.drop_table("b")
+'''
+
+
+def test_multidb_locks_every_bind_and_rolls_back_all_databases_together(sqlite_project: Project) -> None:
+    project = sqlite_project
+    other_path = project.path / "other.db"
+    other = Project(project.path, f"sqlite:///{other_path}")
+    project.write_app("", config=f'app.config["SQLALCHEMY_BINDS"] = {{"other": "sqlite:///{other_path}"}}')
+    project.flask("db", "init", "--multidb")
+    versions = project.migrations / "versions"
+    (versions / "m1.py").write_text(MULTIDB_REVISION.format(failure='op.execute("SELECT * FROM nowhere")'))
+
+    with held_lock(other):
+        result = project.flask("db", "upgrade", "--lock-timeout", "0.5", ok=False)
+    _assert_one_line_timeout(result.stderr)
+
+    project.flask("db", "upgrade", ok=False)
+    assert project.tables() <= {"alembic_version"}
+    assert other.tables() <= {"alembic_version"}
+    assert project.version() == [] and other.version() == []
+
+    (versions / "m1.py").write_text(MULTIDB_REVISION.format(failure="pass"))
+    project.flask("db", "upgrade")
+    assert project.tables() == {"alembic_version", "a"}
+    assert other.tables() == {"alembic_version", "b"}
+    other.dispose()
