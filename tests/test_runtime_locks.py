@@ -9,7 +9,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from flask_evolve.runtime.locks import WAITING_MESSAGE, advisory_key, sqlite_lock_path
@@ -87,20 +89,19 @@ def test_a_waiting_upgrade_runs_when_the_lock_is_released(project: Project) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while project.dialect == "postgresql" and time.monotonic() < deadline:
-            # Wait until the waiter is really blocked on the advisory lock.
-            waiting = project.query(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            if waiting[0][0]:
+        # The waiter says it waits before blocking; only then release the lock.
+        assert waiter.stderr is not None
+        before = []
+        for line in waiter.stderr:
+            before.append(line)
+            if WAITING_MESSAGE in line:
                 break
-            time.sleep(0.1)
         else:
-            time.sleep(2)
+            raise AssertionError("".join(before))
         assert waiter.poll() is None, waiter.communicate()
         assert project.version() == []
-    _, stderr = waiter.communicate(timeout=60)
+    _, rest = waiter.communicate(timeout=60)
+    stderr = "".join(before) + rest
     assert waiter.returncode == 0, stderr
     assert stderr.count(WAITING_MESSAGE) == 1
     assert project.version() == ["r2"]
@@ -116,6 +117,7 @@ def test_offline_sql_takes_no_lock(project: Project) -> None:
 
 MULTIDB_REVISION = '''\
 from alembic import op
+import pytest
 import sqlalchemy as sa
 
 revision = "m1"
@@ -173,3 +175,20 @@ def test_multidb_locks_every_bind_and_rolls_back_all_databases_together(sqlite_p
     assert project.tables() == {"alembic_version", "a"}
     assert other.tables() == {"alembic_version", "b"}
     other.dispose()
+
+
+def test_lock_module_in_process(tmp_path: Path) -> None:
+    from flask_evolve.runtime.locks import LockTimeout, migration_lock
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    memory = sa.create_engine("sqlite://")
+    messages: list[str] = []
+    with migration_lock([engine, memory], notify=messages.append):
+        with pytest.raises(LockTimeout), migration_lock([engine], timeout=0.2, notify=messages.append):
+            pass
+        # In-memory databases are private to their process: no lock, no wait.
+        with migration_lock([memory], timeout=0, notify=messages.append):
+            pass
+    assert messages == [WAITING_MESSAGE]
+    assert sqlite_lock_path(sa.make_url("sqlite://")) is None
+    assert advisory_key("alembic_version") == advisory_key("alembic_version") != advisory_key("other")

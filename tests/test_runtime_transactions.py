@@ -166,32 +166,28 @@ def test_sqlite_foreign_keys_are_checked_before_commit_and_rebuilds_keep_childre
     assert project.rows("parent") == [{"id": 1, "name": "p"}]
 
 
-@pytest.mark.postgresql
-def test_postgresql_autocommit_block_runs_outside_the_transaction_and_is_reported(
-    postgres_url: str, tmp_path: object
-) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "project"
-    path.mkdir()
-    project = Project(path, postgres_url)
-    try:
-        project.write_app("")
-        project.flask("db", "init")
-        write_revision(project.migrations, "r1", None, CREATE_ITEM)
-        write_revision(
-            project.migrations,
-            "r2",
-            "r1",
-            """
-            with op.get_context().autocommit_block():
-                op.create_index("ix_item_name", "item", ["name"], postgresql_concurrently=True)
-            """,
-        )
-        result = project.flask("db", "upgrade")
-        assert "outside a transaction (autocommit_block)" in result.stderr
-        assert project.version() == ["r2"]
+def test_autocommit_block_runs_outside_the_transaction_and_is_reported(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    if project.dialect == "postgresql":
+        outside = 'op.create_index("ix_item_name", "item", ["name"], postgresql_concurrently=True)'
+    else:
+        outside = 'op.execute("VACUUM")'
+    write_revision(
+        project.migrations,
+        "r2",
+        "r1",
+        f"""
+        op.add_column("item", sa.Column("price", sa.Integer))
+        with op.get_context().autocommit_block():
+            {outside}
+        op.execute("UPDATE item SET price = 1")
+        """,
+    )
+    result = project.flask("db", "upgrade")
+    assert "outside a transaction (autocommit_block)" in result.stderr
+    assert project.version() == ["r2"]
+    if project.dialect == "postgresql":
         valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_item_name'::regclass"
         assert project.query(valid) == [(True,)]
-    finally:
-        project.dispose()

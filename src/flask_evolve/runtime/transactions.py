@@ -24,8 +24,8 @@ def _sync_engine(engine: Any) -> Engine:
 def report_autocommit_block(connection: Connection) -> None:
     """Say that statements now run outside any transaction (``autocommit_block()``)."""
     log.warning(
-        "Running statements outside a transaction (autocommit_block): what ran before "
-        "is committed, and a failure from here on cannot be rolled back."
+        "Running statements outside a transaction (autocommit_block): what this migration ran "
+        "before the block is committed, and the block itself cannot be rolled back."
     )
 
 
