@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from flask_evolve.runtime.locks import WAITING_MESSAGE, advisory_key, sqlite_lock_path
 from tests.harness import Project
-from tests.revision_files import write_revision
+from tests.revision_files import use_flask_migrate_env, write_revision
 
 
 @contextmanager
@@ -192,3 +192,14 @@ def test_lock_module_in_process(tmp_path: Path) -> None:
     assert messages == [WAITING_MESSAGE]
     assert sqlite_lock_path(sa.make_url("sqlite://")) is None
     assert advisory_key("alembic_version") == advisory_key("alembic_version") != advisory_key("other")
+
+
+def test_the_lock_also_guards_a_flask_migrate_env_py(sqlite_project: Project) -> None:
+    project = sqlite_project
+    _project_with_history(project)
+    use_flask_migrate_env(project.migrations)
+    with held_lock(project):
+        result = project.flask("db", "upgrade", "--lock-timeout", "0.5", ok=False)
+    _assert_one_line_timeout(result.stderr)
+    project.flask("db", "upgrade")
+    assert project.version() == ["r2"]
