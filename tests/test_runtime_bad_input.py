@@ -256,6 +256,12 @@ CASES = [
         "check the host and port",
         _url(f"postgresql+psycopg://someone:{SECRET}@127.0.0.1:9/nowhere?connect_timeout=3"),
     ),
+    Case(
+        "SQLite file in a missing folder",
+        ("upgrade",),
+        "does not exist",
+        _url("sqlite:////nonexistent/dir/app.db"),
+    ),
     Case("read-only SQLite file", ("upgrade",), "read-only", _read_only),
     Case(
         "SQLite locked by another process",

@@ -114,6 +114,11 @@ def _sqlite_file_lock(
         return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise LockUnavailable(
+            f"The folder of the SQLite database '{path[: -len(SQLITE_LOCK_SUFFIX)]}' does not exist: "
+            f"create it, or fix the database URL."
+        ) from None
     except OSError as exc:
         raise LockUnavailable(
             f"Cannot create the migration lock file '{path}' ({exc.strerror}): "
