@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.harness import Project
@@ -191,3 +193,26 @@ def test_autocommit_block_runs_outside_the_transaction_and_is_reported(project: 
     if project.dialect == "postgresql":
         valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_item_name'::regclass"
         assert project.query(valid) == [(True,)]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sqlite3's autocommit attribute is new in Python 3.12")
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_python_312_autocommit_connections_get_real_transactions_too(
+    sqlite_project: Project, autocommit: bool
+) -> None:
+    project = sqlite_project
+    options = f'{{"connect_args": {{"autocommit": {autocommit}}}}}'
+    project.write_app("", config=f'app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {options}')
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=FAILURE))
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO item (id, name) VALUES (1, 'Ada')")
+    before = _snapshot(project)
+
+    project.flask("db", "upgrade", ok=False)
+    assert _snapshot(project) == before
+
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=""))
+    project.flask("db", "upgrade")
+    assert project.version() == ["r2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -11,6 +12,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("flask_evolve")
+
+#: sqlite3.LEGACY_TRANSACTION_CONTROL (Python 3.12+): the driver's pre-3.12 transaction handling.
+_LEGACY = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
 
 
 class ForeignKeyViolation(Exception):
@@ -62,9 +66,9 @@ class _SQLiteTransactions(_AutocommitReporter):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        # id(dbapi connection) -> (connection, isolation_level before, foreign_keys before);
+        # id(dbapi connection) -> (connection, isolation_level, foreign_keys, autocommit before);
         # sqlite3 connections cannot be weakly referenced, and a run is short.
-        self.touched: dict[int, tuple[Any, Any, int]] = {}
+        self.touched: dict[int, tuple[Any, Any, int, Any]] = {}
 
     def install(self) -> None:
         super().install()
@@ -75,18 +79,20 @@ class _SQLiteTransactions(_AutocommitReporter):
         super().remove()
         event.remove(self.engine, "begin", self.on_begin)
         event.remove(self.engine, "commit", self.on_commit)
-        for dbapi_connection, isolation_level, foreign_keys in self.touched.values():
-            self._restore(dbapi_connection, isolation_level, foreign_keys)
+        for dbapi_connection, isolation_level, foreign_keys, autocommit in self.touched.values():
+            self._restore(dbapi_connection, isolation_level, foreign_keys, autocommit)
         self.touched.clear()
 
     @staticmethod
-    def _restore(dbapi_connection: Any, isolation_level: Any, foreign_keys: int) -> None:
+    def _restore(dbapi_connection: Any, isolation_level: Any, foreign_keys: int, autocommit: Any) -> None:
         try:
             if getattr(dbapi_connection, "in_transaction", False):
                 return
             if foreign_keys:
                 dbapi_connection.execute("PRAGMA foreign_keys = ON")
             dbapi_connection.isolation_level = isolation_level
+            if autocommit != _LEGACY:
+                dbapi_connection.autocommit = autocommit
         except Exception:  # a closed connection has nothing left to restore
             log.debug("could not restore SQLite connection settings", exc_info=True)
 
@@ -99,11 +105,17 @@ class _SQLiteTransactions(_AutocommitReporter):
             return
         dbapi_connection = connection.connection.dbapi_connection
         if id(dbapi_connection) not in self.touched:
+            autocommit = getattr(dbapi_connection, "autocommit", _LEGACY)
+            if autocommit != _LEGACY:
+                # Python 3.12+ connections opened with autocommit=True/False ignore
+                # isolation_level; legacy control makes the recipe below apply.
+                dbapi_connection.autocommit = _LEGACY
             foreign_keys = dbapi_connection.execute("PRAGMA foreign_keys").fetchone()[0]
             self.touched[id(dbapi_connection)] = (
                 dbapi_connection,
                 dbapi_connection.isolation_level,
                 foreign_keys,
+                autocommit,
             )
             if foreign_keys:
                 dbapi_connection.execute("PRAGMA foreign_keys = OFF")
