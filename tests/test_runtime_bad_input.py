@@ -66,6 +66,10 @@ def _syntax_error(project: Project) -> None:
     _edit(_versions(project) / "r2.py", "def upgrade():", "def upgrade()")
 
 
+def _module_import_error(project: Project) -> None:
+    _edit(_versions(project) / "r2.py", "import sqlalchemy as sa", "import sqlalchemy as sa\nimport nope_mod")
+
+
 def _down_revision_nowhere(project: Project) -> None:
     _edit(_versions(project) / "r2.py", "down_revision = 'r1'", "down_revision = 'r0'")
 
@@ -181,10 +185,16 @@ CASES = [
         "syntax error in a revision", ("upgrade",), "Syntax error in migrations/versions/r2.py", _syntax_error
     ),
     Case(
-        "import error in a revision",
+        "import error in a revision's upgrade()",
         ("upgrade",),
-        "r2.py, line",
+        "No module named 'nope_mod'; that migration was rolled back and the database is at revision r1",
         _revision_file("r2", "r1", "import nope_mod"),
+    ),
+    Case(
+        "module-level import error in a revision",
+        ("history",),
+        "migrations/versions/r2.py, line 8: ModuleNotFoundError: No module named 'nope_mod': fix the file",
+        _module_import_error,
     ),
     Case(
         "revision raises",

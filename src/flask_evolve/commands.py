@@ -113,14 +113,15 @@ def _display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _script_frame(exc: BaseException, folder: str) -> tuple[str, int] | None:
-    """The innermost traceback frame that runs a file of the migrations folder."""
+def _script_frame(exc: BaseException, folder: str) -> tuple[str, int, str] | None:
+    """File, line and function of the innermost traceback frame in the migrations folder."""
     found = None
     traceback = exc.__traceback__
     while traceback is not None:
-        filename = os.path.abspath(traceback.tb_frame.f_code.co_filename)
+        code = traceback.tb_frame.f_code
+        filename = os.path.abspath(code.co_filename)
         if filename.startswith(folder + os.sep):
-            found = (filename, traceback.tb_lineno)
+            found = (filename, traceback.tb_lineno, code.co_name)
         traceback = traceback.tb_next
     return found
 
@@ -164,8 +165,11 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
     what = database_error_line(exc) if is_database_error else _exception_line(exc)
     location = _script_frame(exc, folder)
     if location is not None:
-        filename, line = location
+        filename, line, function = location
         where = f"{_display_path(filename)}, line {line}"
+        if function == "<module>" and os.path.basename(filename) != "env.py":
+            # Alembic loads every revision file before it runs any of them.
+            return f"{where}: {what}: fix the file, then run the command again."
         if os.path.basename(filename) == "env.py":
             if isinstance(exc, DBAPIError):
                 # Alembic's own statements (version table, reflection) run from env.py.
