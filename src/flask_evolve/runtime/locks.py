@@ -106,7 +106,12 @@ def _wait_notice(notify: Callable[[str], None]) -> Callable[[], None]:
 def _sqlite_file_lock(
     url: URL, timeout: float | None, notice: Callable[[], None]
 ) -> Iterator[None]:
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        log.warning("No migration lock for SQLite on this platform: run one migration at a time.")
+        yield
+        return
 
     path = sqlite_lock_path(url)
     if path is None:
@@ -168,7 +173,9 @@ def _postgresql_advisory_lock(
             try:
                 connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "55P03":
+                # lock_not_available: psycopg names it sqlstate, psycopg2 pgcode.
+                code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if code == "55P03":
                     raise LockTimeout(_display(engine.url), timeout or 0) from None
                 raise
             finally:
