@@ -28,8 +28,8 @@ def drop_stale_rebuild_tables(engine: Any, notify: Callable[[str], None]) -> lis
     :return: the names of the dropped tables.
     :raises StaleRebuildError: when the original table is missing.
     """
-    engine = getattr(engine, "sync_engine", engine)
-    if engine.dialect.name != "sqlite":
+    if hasattr(engine, "sync_engine") or engine.dialect.name != "sqlite":
+        # AsyncEngines cannot be driven from synchronous code: async apps are not cleaned up.
         # Transactional DDL (PostgreSQL) never leaves a rebuild half done.
         return []
     dropped: list[str] = []
