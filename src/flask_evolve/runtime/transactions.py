@@ -25,6 +25,16 @@ def _sync_engine(engine: Any) -> Engine:
     return getattr(engine, "sync_engine", engine)
 
 
+def _pragma(dbapi_connection: Any, statement: str) -> list[Any]:
+    # Through a cursor: sqlite3 connections and SQLAlchemy's aiosqlite adapter both have one.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
+
+
 def report_autocommit_block(connection: Connection) -> None:
     """Say that statements now run outside any transaction (``autocommit_block()``)."""
     log.warning(
@@ -89,7 +99,7 @@ class _SQLiteTransactions(_AutocommitReporter):
             if getattr(dbapi_connection, "in_transaction", False):
                 return
             if foreign_keys:
-                dbapi_connection.execute("PRAGMA foreign_keys = ON")
+                _pragma(dbapi_connection, "PRAGMA foreign_keys = ON")
             dbapi_connection.isolation_level = isolation_level
             if autocommit != _LEGACY:
                 dbapi_connection.autocommit = autocommit
@@ -110,7 +120,7 @@ class _SQLiteTransactions(_AutocommitReporter):
                 # Python 3.12+ connections opened with autocommit=True/False ignore
                 # isolation_level; legacy control makes the recipe below apply.
                 dbapi_connection.autocommit = _LEGACY
-            foreign_keys = dbapi_connection.execute("PRAGMA foreign_keys").fetchone()[0]
+            foreign_keys = _pragma(dbapi_connection, "PRAGMA foreign_keys")[0][0]
             self.touched[id(dbapi_connection)] = (
                 dbapi_connection,
                 dbapi_connection.isolation_level,
@@ -118,7 +128,7 @@ class _SQLiteTransactions(_AutocommitReporter):
                 autocommit,
             )
             if foreign_keys:
-                dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+                _pragma(dbapi_connection, "PRAGMA foreign_keys = OFF")
         if dbapi_connection.isolation_level is not None:
             dbapi_connection.isolation_level = None
         # IMMEDIATE: take the write lock now, while a busy timeout can still
@@ -132,7 +142,7 @@ class _SQLiteTransactions(_AutocommitReporter):
         state = self.touched.get(id(dbapi_connection))
         if state is None or not state[2]:
             return
-        violations = dbapi_connection.execute("PRAGMA foreign_key_check").fetchall()
+        violations = _pragma(dbapi_connection, "PRAGMA foreign_key_check")
         if violations:
             tables = sorted({f"{row[0]} → {row[2]}" for row in violations})
             raise ForeignKeyViolation(
