@@ -66,8 +66,8 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     """Turn Alembic's errors into one-line MigrationErrors that say what to run next."""
     from alembic.util import CommandError
 
-    from flask_evolve.runtime.logs import app_logging_preserved
     from flask_evolve.runtime import backup, locks, recovery, transactions
+    from flask_evolve.runtime.logs import app_logging_preserved
 
     try:
         with app_logging_preserved(), warnings.catch_warnings():
