@@ -521,14 +521,17 @@ def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
         ctx.with_resource(app.app_context())
     else:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-    target = app.cli.get_command(ctx, ctx.info_name or "db")
+    name = ctx.info_name or "db"
+    target = app.cli.get_command(ctx, name)
     if target is None or target is db_plugin:
-        click.echo(
-            "Error: This app has no `db` command: add `Migrate(app, db)` (from flask_evolve), "
-            "or use the command name given to Migrate(command=...).",
-            err=True,
-        )
-        sys.exit(1)
+        state = app.extensions.get("migrate")
+        command = getattr(getattr(state, "migrate", None), "command", None)
+        if command and command != name:
+            hint = f"this app's migration commands are `flask {command} …` (Migrate(command={command!r}))"
+        else:
+            hint = "add `Migrate(app, db)` (from flask_evolve) to the app"
+        click.echo(f"Error: No such command '{name}': {hint}.", err=True)
+        sys.exit(2)
     with target.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub_ctx:
         target.invoke(sub_ctx)
 
