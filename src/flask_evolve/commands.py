@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 from flask_evolve.errors import (
+    REVISION_MAP_WARNINGS,
     CheckError,
     MigrationError,
     NoChangesError,
     UserInputError,
-    REVISION_MAP_WARNINGS,
     database_advice,
     database_error_line,
     explain_alembic_error,
-    database_error_line,
     explain_database_error,
     explain_revision_map_warning,
 )
