@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from flask import g
-from flask.cli import AppGroup, FlaskGroup
+from flask import current_app, g
+from flask.cli import AppGroup, FlaskGroup, NoAppException, ScriptInfo
 
 from flask_evolve import commands
 from flask_evolve.errors import MigrationError
@@ -35,6 +36,25 @@ def _directory_option(f: F) -> F:
 
 def _x_arg_option(f: F) -> F:
     return click.option("-x", "--x-arg", multiple=True, help=_X_ARG_HELP)(f)
+
+
+def _lock_timeout_option(f: F) -> F:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help="Give up if another migration holds the lock for longer than this (default: wait)",
+    )(f)
+
+
+def _single_transaction_option(f: F) -> F:
+    return click.option(
+        "--single-transaction",
+        is_flag=True,
+        default=None,
+        help="Run all pending migrations in one transaction instead of one per migration",
+    )(f)
 
 
 def _one_line_errors(f: F) -> F:
@@ -229,13 +249,34 @@ def merge(
 @click.option("--sql", is_flag=True, help=_SQL_HELP)
 @click.option("--tag", default=None, help=_TAG_HELP)
 @_x_arg_option
+@_lock_timeout_option
+@_single_transaction_option
+@click.option(
+    "--backup", is_flag=True, help="Copy the SQLite database file next to it before migrating"
+)
 @click.argument("revision", default="head")
 @_one_line_errors
 def upgrade(
-    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    x_arg: tuple[str, ...],
+    lock_timeout: float | None,
+    single_transaction: bool | None,
+    backup: bool,
+    revision: str,
 ) -> None:
     """Upgrade to a later version"""
-    commands.upgrade(_directory_or_group(directory), revision, sql, tag, x_arg)
+    commands.upgrade(
+        _directory_or_group(directory),
+        revision,
+        sql,
+        tag,
+        x_arg,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
+        backup=backup,
+    )
 
 
 @db.command()
@@ -243,14 +284,28 @@ def upgrade(
 @click.option("--sql", is_flag=True, help=_SQL_HELP)
 @click.option("--tag", default=None, help=_TAG_HELP)
 @_x_arg_option
+@_lock_timeout_option
+@_single_transaction_option
 @click.argument("revision", default="-1")
 @_one_line_errors
 def downgrade(
-    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    x_arg: tuple[str, ...],
+    lock_timeout: float | None,
+    single_transaction: bool | None,
+    revision: str,
 ) -> None:
     """Revert to a previous version"""
     commands.downgrade(
-        _directory_or_group(directory), revision, sql, tag, x_arg
+        _directory_or_group(directory),
+        revision,
+        sql,
+        tag,
+        x_arg,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
     )
 
 
@@ -315,11 +370,21 @@ def current(directory: str | None, verbose: bool) -> None:
 @click.option(
     "--purge", is_flag=True, help="Delete the version in the alembic_version table before stamping"
 )
+@_lock_timeout_option
 @click.argument("revision", default="head")
 @_one_line_errors
-def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purge: bool) -> None:
+def stamp(
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    revision: str,
+    purge: bool,
+    lock_timeout: float | None,
+) -> None:
     """'stamp' the revision table with the given revision; don't run any migrations"""
-    commands.stamp(_directory_or_group(directory), revision, sql, tag, purge)
+    commands.stamp(
+        _directory_or_group(directory), revision, sql, tag, purge, lock_timeout=lock_timeout
+    )
 
 
 @db.command()
@@ -410,6 +475,65 @@ def status(directory: str | None, output_format: str, no_drift: bool, scratch_ur
         click.echo(result.to_json())
     else:
         click.echo(result.render(colour=sys.stdout.isatty()))
+
+
+def _app_load_error(exc: BaseException) -> str:
+    """One line for an app that fails to import: the exception and the user's file and line."""
+    cause: BaseException = exc
+    if isinstance(exc, NoAppException):
+        if exc.__context__ is None:
+            return exc.format_message().strip().splitlines()[0]
+        cause = exc.__context__
+    where = ""
+    traceback = cause.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if not filename.startswith("<") and "site-packages" not in filename:
+            where = f" ({os.path.relpath(filename)}, line {traceback.tb_lineno})"
+        traceback = traceback.tb_next
+    if isinstance(cause, SyntaxError) and cause.filename:
+        where = f" ({os.path.relpath(cause.filename)}, line {cause.lineno})"
+    text = str(cause).strip().splitlines()
+    what = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+    return f"Could not load the app: {what}{where}: fix it, then run the command again."
+
+
+@click.command(
+    "db",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Perform database migrations."""
+    # Registered as a `flask.commands` plugin so that `flask db …` reaches us even
+    # when the app fails to import: Flask would print that error with its traceback
+    # and then "No such command 'db'". We load the app ourselves, say what broke in
+    # one line, and hand over to the `db` group the app registered (ours, or any
+    # other extension's).
+    if not current_app:
+        try:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+        except Exception as exc:
+            click.echo(f"Error: {_app_load_error(exc)}", err=True)
+            sys.exit(1)
+        ctx.with_resource(app.app_context())
+    else:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    name = ctx.info_name or "db"
+    target = app.cli.get_command(ctx, name)
+    if target is None or target is db_plugin:
+        state = app.extensions.get("migrate")
+        command = getattr(getattr(state, "migrate", None), "command", None)
+        if command and command != name:
+            hint = f"this app's migration commands are `flask {command} …` (Migrate(command={command!r}))"
+        else:
+            hint = "add `Migrate(app, db)` (from flask_evolve) to the app"
+        click.echo(f"Error: No such command '{name}': {hint}.", err=True)
+        sys.exit(2)
+    with target.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub_ctx:
+        target.invoke(sub_ctx)
 
 
 def manage(app: Any, args: list[str] | None = None) -> None:

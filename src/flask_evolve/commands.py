@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -10,12 +12,18 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 from flask_evolve.errors import (
+    REVISION_MAP_WARNINGS,
     CheckError,
     MigrationError,
     NoChangesError,
     UserInputError,
+    database_advice,
+    database_error_line,
     explain_alembic_error,
+    explain_database_error,
+    explain_revision_map_warning,
 )
+from flask_evolve.migration_run import migration_run
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -57,13 +65,30 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     """Turn Alembic's errors into one-line MigrationErrors that say what to run next."""
     from alembic.util import CommandError
 
+    from flask_evolve.runtime import backup, locks, recovery, transactions
     from flask_evolve.runtime.logs import app_logging_preserved
 
     try:
-        with app_logging_preserved():
+        with app_logging_preserved(), warnings.catch_warnings():
+            for pattern in REVISION_MAP_WARNINGS:
+                warnings.filterwarnings("error", message=pattern)
             yield
     except MigrationError:
         raise
+    except UserWarning as exc:
+        if not any(re.match(pattern, str(exc)) for pattern in REVISION_MAP_WARNINGS):
+            raise
+        raise MigrationError(
+            explain_revision_map_warning(str(exc), directory=_directory(directory))
+        ) from None
+    except (
+        locks.LockTimeout,
+        locks.LockUnavailable,
+        transactions.ForeignKeyViolation,
+        recovery.StaleRebuildError,
+        backup.BackupError,
+    ) as exc:
+        raise MigrationError(str(exc)) from exc
     except CommandError as exc:
         message = str(exc)
         revisions = _database_revisions() if "Can't locate revision" in message else ()
@@ -75,6 +100,103 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
                 database_revisions=revisions,
             )
         ) from exc
+    except Exception as exc:
+        explained = _explain_failure(exc, directory)
+        if explained is None:
+            raise
+        raise MigrationError(explained) from exc
+
+
+def _display_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _script_frame(exc: BaseException, folder: str) -> tuple[str, int, str] | None:
+    """File, line and function of the innermost traceback frame in the migrations folder."""
+    found = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        filename = os.path.abspath(code.co_filename)
+        if filename.startswith(folder + os.sep):
+            found = (filename, traceback.tb_lineno, code.co_name)
+        traceback = traceback.tb_next
+    return found
+
+
+def _default_database() -> tuple[str, Any]:
+    try:
+        engine = _migrate_extension().require_db().engine
+    except Exception:
+        return "the database", None
+    return engine.url.render_as_string(hide_password=True), engine
+
+
+def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
+    """One line for an error from a migration script, env.py or the database; ``None``: a bug of ours.
+
+    Names the file and line that failed and the revision the database is at
+    afterwards, so the user knows what to fix and what state they are in.
+    """
+    from sqlalchemy.exc import DBAPIError, IdentifierError, SQLAlchemyError
+
+    from flask_evolve.runtime.transactions import is_transactional
+
+    folder = os.path.abspath(_directory(directory))
+    if isinstance(exc, SyntaxError) and exc.filename:
+        filename = os.path.abspath(exc.filename)
+        if filename.startswith(folder + os.sep):
+            return (
+                f"Syntax error in {_display_path(filename)}, line {exc.lineno}: {exc.msg}: "
+                f"fix the file, then run the command again."
+            )
+    if isinstance(exc, ImportError) and str(exc).startswith("Can't find Python file") and str(
+        exc
+    ).endswith("env.py"):
+        return (
+            f"No env.py in '{_display_path(folder)}': restore it from version control, or copy "
+            f"the one `flask db init` writes into a new folder."
+        )
+    if isinstance(exc, IdentifierError):
+        return f"{str(exc).rstrip('.')}: give it a shorter name in the models, then run the command again."
+    is_database_error = isinstance(exc, SQLAlchemyError)
+    what = database_error_line(exc) if is_database_error else _exception_line(exc)
+    location = _script_frame(exc, folder)
+    if location is not None:
+        filename, line, function = location
+        where = f"{_display_path(filename)}, line {line}"
+        if function == "<module>" and os.path.basename(filename) != "env.py":
+            # Alembic loads every revision file before it runs any of them.
+            return f"{where}: {what}: fix the file, then run the command again."
+        if os.path.basename(filename) == "env.py":
+            if isinstance(exc, DBAPIError):
+                # Alembic's own statements (version table, reflection) run from env.py.
+                return explain_database_error(exc, database=_default_database()[0])
+            return f"{where} failed: {what}: fix env.py, then run the command again."
+        url, engine = _default_database()
+        revisions = _database_revisions()
+        at = f"revision {', '.join(revisions)}" if revisions else "no revision (empty)"
+        if engine is not None and is_transactional(engine):
+            outcome = f"that migration was rolled back and the database is at {at}"
+        else:
+            outcome = (
+                f"statements before the failure may have been applied (no transactional DDL "
+                f"on this database); the database records {at}"
+            )
+        fix = (database_advice(what) if is_database_error else None) or "fix the migration"
+        return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
+    if isinstance(exc, DBAPIError):
+        url, _ = _default_database()
+        return explain_database_error(exc, database=url)
+    if is_database_error:
+        return f"{what}."
+    return None
+
+
+def _exception_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _config(
@@ -90,12 +212,21 @@ def _config(
     :param options: per-invocation options (CLI flags); they override the ones
         given to ``Migrate(...)``.
     """
+    import configparser
+
     from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
 
     migrate = _migrate_extension()
     if need_db:
         migrate.require_db()
-    config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    try:
+        config = migrate.get_config(directory, x_arg=x_arg, opts=opts)
+    except configparser.Error as exc:
+        ini = os.path.join(_directory(directory), "alembic.ini")
+        raise MigrationError(
+            f"'{ini}' is not a valid ini file ({str(exc).splitlines()[0]}): fix it, or delete it "
+            f"to use the defaults."
+        ) from None
     config.attributes[OPTIONS_ATTRIBUTE] = {**migrate.evolve_options, **(options or {})}
     return config
 
@@ -324,12 +455,35 @@ def upgrade(
     sql: bool = False,
     tag: str | None = None,
     x_arg: str | Iterable[str] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    single_transaction: bool | None = None,
+    backup: bool = False,
 ) -> None:
-    """Upgrade the database to a later revision."""
+    """Upgrade the database to a later revision.
+
+    Holds the migration lock for the whole run, and runs each migration in its
+    own transaction (SQLite included), so a failure leaves the database at the
+    last revision that completed.
+
+    :param lock_timeout: seconds to wait for another migration at most
+        (default: ``Migrate(lock_timeout=...)``, else for ever).
+    :param single_transaction: run every pending migration in one transaction
+        instead of one per migration.
+    :param backup: copy the SQLite database next to it first (SQLite only).
+    """
     from alembic import command
 
     config = _config(directory, x_arg=x_arg)
-    with _explained(directory):
+    with _explained(directory), migration_run(
+        _migrate_extension(),
+        config,
+        sql=sql,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
+        backup=backup,
+        clean_stale=True,
+    ):
         command.upgrade(config, revision, sql=sql, tag=tag)
 
 
@@ -339,14 +493,23 @@ def downgrade(
     sql: bool = False,
     tag: str | None = None,
     x_arg: str | Iterable[str] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    single_transaction: bool | None = None,
 ) -> None:
-    """Revert the database to an earlier revision."""
+    """Revert the database to an earlier revision, under the migration lock."""
     from alembic import command
 
     config = _config(directory, x_arg=x_arg)
     if sql and revision == "-1":
         revision = "head:-1"
-    with _explained(directory):
+    with _explained(directory), migration_run(
+        _migrate_extension(),
+        config,
+        sql=sql,
+        lock_timeout=lock_timeout,
+        single_transaction=single_transaction,
+    ):
         command.downgrade(config, revision, sql=sql, tag=tag)
 
 
@@ -410,12 +573,16 @@ def stamp(
     sql: bool = False,
     tag: str | None = None,
     purge: bool = False,
+    *,
+    lock_timeout: float | None = None,
 ) -> None:
-    """Record a revision in the database without running any migration."""
+    """Record a revision in the database without running any migration, under the migration lock."""
     from alembic import command
 
     config = _config(directory)
-    with _explained(directory):
+    with _explained(directory), migration_run(
+        _migrate_extension(), config, sql=sql, lock_timeout=lock_timeout
+    ):
         command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
 
 

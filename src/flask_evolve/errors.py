@@ -96,6 +96,117 @@ def explain_alembic_error(
             f"The database is not at the head revision: run `{flask_cmd} upgrade` first, "
             f"then try again."
         )
+    if first_line.startswith("Cycle is detected in revisions") or "Dependency cycle" in first_line:
+        return (
+            f"{first_line.rstrip('.')}: fix their down_revision values in '{directory}' so that "
+            f"the history runs from one base to its head."
+        )
+    if first_line == "Range revision not allowed":
+        return (
+            "A range (start:end) only works with --sql (offline SQL); to migrate the database, "
+            "give one target revision."
+        )
     if first_line.startswith("Directory ") and "already exists" in first_line:
         return f"{first_line.rstrip('.')}: it is already a migrations folder, nothing to do."
     return first_line
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text.strip()
+
+
+def database_error_line(exc: BaseException) -> str:
+    """The driver's own first line of a SQLAlchemy/DBAPI error, without the SQL or URLs."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        return f"({type(orig).__module__}.{type(orig).__name__}) {_first_line(str(orig))}"
+    return _first_line(str(exc))
+
+
+#: Known causes of database errors, matched on the driver's text, with the fix.
+_DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"database is locked", re.I),
+        "another process holds a lock on the SQLite database: close it (or wait), then try again",
+    ),
+    (
+        re.compile(r"readonly database|read-only", re.I),
+        "the database is read-only for this user: make the file and its folder writable",
+    ),
+    (
+        re.compile(r"unable to open database file", re.I),
+        "check that the folder of the SQLite file exists and is writable",
+    ),
+    (
+        re.compile(r"password authentication failed|authentication failed|Access denied", re.I),
+        "check the user name and password in SQLALCHEMY_DATABASE_URI",
+    ),
+    (
+        re.compile(r"role \S+ does not exist", re.I),
+        "check the user name in SQLALCHEMY_DATABASE_URI",
+    ),
+    (
+        re.compile(r"database \S+ does not exist", re.I),
+        "create the database first, or fix its name in SQLALCHEMY_DATABASE_URI",
+    ),
+    (
+        re.compile(
+            r"Connection refused|could not translate host name|Name or service not known|"
+            r"No such file or directory|timeout expired|could not connect|connection .* failed",
+            re.I,
+        ),
+        "check the host and port in SQLALCHEMY_DATABASE_URI and that the server is running",
+    ),
+    (
+        re.compile(r"file is not a database|malformed", re.I),
+        "the file is not a valid SQLite database: check SQLALCHEMY_DATABASE_URI, or restore a backup",
+    ),
+)
+
+
+def database_advice(line: str) -> str | None:
+    """The fix for a known database error line, if we know it."""
+    for pattern, advice in _DATABASE_ADVICE:
+        if pattern.search(line):
+            return advice
+    return None
+
+
+def explain_database_error(exc: BaseException, *, database: str) -> str:
+    """One line for a database error raised outside any migration script (connecting, reading the version).
+
+    :param database: the database URL, rendered with its password hidden.
+    """
+    line = database_error_line(exc)
+    advice = database_advice(line)
+    if advice:
+        return f"Database error on {database}: {line}: {advice}."
+    return f"Database error on {database}: {line}."
+
+
+#: Alembic only warns about these, then fails obscurely (KeyError) or picks one file at random.
+REVISION_MAP_WARNINGS = (
+    r"Revision \S+ is present more than once",
+    r"Revision \S+ referenced from .* is not present",
+)
+_DUPLICATE = re.compile(r"Revision (\S+) is present more than once")
+_DANGLING = re.compile(r"Revision (\S+) referenced from (\S+)(?: -> (\S+))?.* is not present")
+
+
+def explain_revision_map_warning(message: str, *, directory: str) -> str:
+    """One line for a broken revision history that Alembic only warns about."""
+    duplicate = _DUPLICATE.search(message)
+    if duplicate:
+        return (
+            f"Two files in '{directory}' declare revision '{duplicate.group(1)}': give one of them "
+            f"a new revision id (and point the down_revision that meant it at the new id)."
+        )
+    dangling = _DANGLING.search(message)
+    if dangling:
+        referrer = dangling.group(3) or dangling.group(2)
+        return (
+            f"Revision '{referrer.rstrip(',')}' has down_revision '{dangling.group(1)}', which no file in "
+            f"'{directory}' declares: fix its down_revision (`flask db history` lists the revisions)."
+        )
+    return message.strip().splitlines()[0]

@@ -1,0 +1,108 @@
+"""Names that break naive tools (keywords, quotes, spaces, injection, non-ASCII, >63 bytes) migrate."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.harness import Project
+
+INJECTION = '"; DROP TABLE x; --'
+LONG_TABLE = "a_table_name_that_is_long_but_still_fits_in_postgres_limit_ok"  # 61 bytes
+LONG_INDEX = "ix_" + "very_long_index_name_" * 4  # 87 bytes: over PostgreSQL's 63
+
+# Constraint and index names built from the long table name exceed 63 bytes;
+# SQLAlchemy shortens convention names deterministically (name + hash).
+CONVENTION = """
+MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+"""
+
+MODELS = f"""
+class Order(db.Model):
+    __tablename__ = "order"
+    id = db.Column(db.Integer, primary_key=True)
+    group = db.Column("group", db.String(20))
+    user = db.Column("user", db.String(20), index=True)
+
+
+class Quoted(db.Model):
+    __tablename__ = 'we"ird name'
+    id = db.Column(db.Integer, primary_key=True)
+    spaced = db.Column("with space", db.String(20))
+    injected = db.Column({INJECTION!r}, db.String(20))
+    apostrophe = db.Column("it's", db.String(20))
+
+
+class Cafe(db.Model):
+    __tablename__ = "café_表"
+    id = db.Column(db.Integer, primary_key=True)
+    naïve = db.Column("naïve", db.String(20), unique=True)
+    order_id = db.Column(db.Integer, db.ForeignKey("order.id"))
+
+
+class Long(db.Model):
+    __tablename__ = {LONG_TABLE!r}
+    id = db.Column(db.Integer, primary_key=True)
+    value = db.Column(db.Integer, index=True, unique=True)
+    order_id = db.Column(db.Integer, db.ForeignKey("order.id"))
+"""
+
+
+def test_awkward_names_migrate_round_trip_and_are_quoted_in_sql(project: Project) -> None:
+    project.write_app(
+        MODELS, imports="from sqlalchemy import MetaData", db_args=f"metadata={CONVENTION.strip()}"
+    )
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "awkward names")
+    sql = project.flask("db", "upgrade", "--sql").stdout
+    project.flask("db", "upgrade")
+
+    expected_tables = {"order", "we\"ird name", "café_表", LONG_TABLE, "alembic_version"}
+    assert project.tables() == expected_tables
+    assert "x" not in project.tables()
+    assert set(project.columns("we\"ird name")) == {"id", "with space", INJECTION, "it's"}
+    preparer = project.engine.dialect.identifier_preparer
+    for name in ("order", "user", "group", "we\"ird name", "with space", INJECTION, "it's"):
+        assert preparer.quote(name) in sql, name
+    assert '"""; DROP TABLE x; --"' in sql
+
+    with project.engine.begin() as connection:
+        order = sa.table("order", sa.column("id"), sa.column("group"), sa.column("user"))
+        connection.execute(order.insert().values(id=1, group="g", user="u"))
+        weird = sa.table("we\"ird name", sa.column("id"), sa.column(INJECTION))
+        connection.execute(weird.insert().values({"id": 1, INJECTION: "safe"}))
+        cafe = sa.table("café_表", sa.column("id"), sa.column("naïve"), sa.column("order_id"))
+        connection.execute(cafe.insert().values(id=1, naïve="ü", order_id=1))
+    assert project.rows("we\"ird name") == [{"id": 1, "with space": None, INJECTION: "safe", "it's": None}]
+
+    # The live schema matches the models: nothing left to migrate.
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output
+    project.flask("db", "downgrade", "base")
+    assert project.tables() == {"alembic_version"}
+
+
+def test_an_explicit_name_over_postgresqls_limit_is_refused_in_one_line(project: Project) -> None:
+    project.write_app(
+        f"""
+class Item(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    value = db.Column(db.Integer)
+    __table_args__ = (db.Index({LONG_INDEX!r}, "value"),)
+"""
+    )
+    project.flask("db", "init")
+    if project.dialect == "sqlite":
+        project.flask("db", "migrate")
+        project.flask("db", "upgrade")
+        return
+    result = project.flask("db", "migrate", ok=False)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Identifier '{LONG_INDEX}' exceeds maximum length of 63 characters: "
+        f"give it a shorter name in the models, then run the command again."
+    )
+    assert not list((project.migrations / "versions").glob("*.py"))

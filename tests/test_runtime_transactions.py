@@ -1,0 +1,218 @@
+"""All-or-nothing migrations: a failure anywhere leaves schema, rows and version as before that migration."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.harness import Project
+from tests.revision_files import use_flask_migrate_env, write_revision
+
+CREATE_ITEM = """
+op.create_table(
+    "item",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50), nullable=False),
+)
+"""
+
+# Several DDL statements, a table rebuild (batch mode, recreate on SQLite), a data
+# update, and only then a statement that fails.
+FAILING_SECOND = """
+op.add_column("item", sa.Column("price", sa.Integer, nullable=True))
+op.create_table("tag", sa.Column("id", sa.Integer, primary_key=True))
+op.create_index("ix_item_name", "item", ["name"])
+with op.batch_alter_table("item", recreate="always") as batch:
+    batch.alter_column("name", type_=sa.String(120), existing_nullable=False)
+op.execute("UPDATE item SET price = 10")
+{failure}
+"""
+FAILURE = 'op.execute("INSERT INTO item (id, name) VALUES (3, NULL)")'
+
+
+def _snapshot(project: Project) -> tuple[object, ...]:
+    return project.schema(), project.rows("item", order_by="id"), project.version()
+
+
+def _two_step_project(project: Project, *, flask_migrate_env: bool = False) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    if flask_migrate_env:
+        use_flask_migrate_env(project.migrations)
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=FAILURE))
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO item (id, name) VALUES (1, 'Ada'), (2, 'Grace')")
+
+
+@pytest.mark.parametrize("env", ["flask-evolve env.py", "Flask-Migrate 4 env.py"])
+def test_a_failing_migration_leaves_the_database_as_before_it(project: Project, env: str) -> None:
+    _two_step_project(project, flask_migrate_env=env.startswith("Flask-Migrate"))
+    before = _snapshot(project)
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    assert "Traceback" not in failed.output
+    assert _snapshot(project) == before
+    assert not any(t.startswith("_alembic_tmp") for t in project.tables())
+
+    # The author fixes the migration; the retry applies all of it.
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=""))
+    project.flask("db", "upgrade")
+    assert project.version() == ["r2"]
+    assert {"price", "name", "id"} == set(project.columns("item"))
+    assert "tag" in project.tables()
+    assert project.rows("item", order_by="id") == [
+        {"id": 1, "name": "Ada", "price": 10},
+        {"id": 2, "name": "Grace", "price": 10},
+    ]
+
+
+def test_each_migration_commits_on_its_own_by_default(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=FAILURE))
+
+    project.flask("db", "upgrade", ok=False)
+    assert project.version() == ["r1"]
+    assert set(project.columns("item")) == {"id", "name"}
+    assert "tag" not in project.tables()
+
+
+def test_single_transaction_rolls_back_the_whole_run(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=FAILURE))
+
+    project.flask("db", "upgrade", "--single-transaction", ok=False)
+    assert project.version() == []
+    assert "item" not in project.tables()
+
+
+def test_a_failing_downgrade_leaves_the_database_as_before_it(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM, 'op.drop_table("item")')
+    write_revision(
+        project.migrations,
+        "r2",
+        "r1",
+        'op.add_column("item", sa.Column("price", sa.Integer))',
+        """
+        with op.batch_alter_table("item") as batch:
+            batch.drop_column("price")
+        op.execute("SELECT * FROM no_such_table")
+        """,
+    )
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO item (id, name, price) VALUES (1, 'Ada', 5)")
+    before = _snapshot(project)
+
+    project.flask("db", "downgrade", "base", ok=False)
+    assert _snapshot(project) == before
+
+
+FK_APP_CONFIG = """
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+@event.listens_for(Engine, "connect")
+def _foreign_keys_on(dbapi_connection, record):
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+"""
+
+PARENT_CHILD = """
+op.create_table("parent", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)))
+op.create_table(
+    "child",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("parent.id"), nullable=False),
+)
+"""
+
+
+def test_sqlite_foreign_keys_are_checked_before_commit_and_rebuilds_keep_children(
+    sqlite_project: Project,
+) -> None:
+    project = sqlite_project
+    project.write_app("", config=FK_APP_CONFIG)
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, PARENT_CHILD)
+    # Rebuilding the referenced table drops it while children point at it:
+    # only possible with enforcement off inside the transaction.
+    write_revision(
+        project.migrations,
+        "r2",
+        "r1",
+        """
+        with op.batch_alter_table("parent", recreate="always") as batch:
+            batch.alter_column("name", type_=sa.String(80))
+        """,
+    )
+    write_revision(project.migrations, "r3", "r2", 'op.execute("DELETE FROM parent WHERE id = 1")')
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO parent (id, name) VALUES (1, 'p')")
+    project.execute("INSERT INTO child (id, parent_id) VALUES (1, 1)")
+
+    project.flask("db", "upgrade", "r2")
+    assert project.rows("child") == [{"id": 1, "parent_id": 1}]
+
+    failed = project.flask("db", "upgrade", ok=False)
+    assert "violating foreign keys (child → parent)" in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert project.version() == ["r2"]
+    assert project.rows("parent") == [{"id": 1, "name": "p"}]
+
+
+def test_autocommit_block_runs_outside_the_transaction_and_is_reported(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    if project.dialect == "postgresql":
+        outside = 'op.create_index("ix_item_name", "item", ["name"], postgresql_concurrently=True)'
+    else:
+        outside = 'op.execute("VACUUM")'
+    write_revision(
+        project.migrations,
+        "r2",
+        "r1",
+        f"""
+        op.add_column("item", sa.Column("price", sa.Integer))
+        with op.get_context().autocommit_block():
+            {outside}
+        op.execute("UPDATE item SET price = 1")
+        """,
+    )
+    result = project.flask("db", "upgrade")
+    assert "outside a transaction (autocommit_block)" in result.stderr
+    assert project.version() == ["r2"]
+    if project.dialect == "postgresql":
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_item_name'::regclass"
+        assert project.query(valid) == [(True,)]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sqlite3's autocommit attribute is new in Python 3.12")
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_python_312_autocommit_connections_get_real_transactions_too(
+    sqlite_project: Project, autocommit: bool
+) -> None:
+    project = sqlite_project
+    options = f'{{"connect_args": {{"autocommit": {autocommit}}}}}'
+    project.write_app("", config=f'app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {options}')
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_ITEM)
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=FAILURE))
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO item (id, name) VALUES (1, 'Ada')")
+    before = _snapshot(project)
+
+    project.flask("db", "upgrade", ok=False)
+    assert _snapshot(project) == before
+
+    write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=""))
+    project.flask("db", "upgrade")
+    assert project.version() == ["r2"]
