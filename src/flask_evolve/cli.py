@@ -154,6 +154,11 @@ def revision(
     help="State a rename: TABLE.OLD_COLUMN=NEW_COLUMN or OLD_TABLE=NEW_TABLE (repeatable)",
 )
 @click.option("--no-renames", is_flag=True, help="Never guess renames: dropped + added stay drop + add")
+@click.option(
+    "--no-archive",
+    is_flag=True,
+    help="Drop columns and tables for good: don't keep their data for the downgrade",
+)
 @_one_line_errors
 def migrate(
     directory: str | None,
@@ -168,6 +173,7 @@ def migrate(
     exit_code: bool,
     renames: tuple[str, ...],
     no_renames: bool,
+    no_archive: bool,
 ) -> None:
     """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
     options: dict[str, object] = {}
@@ -175,6 +181,8 @@ def migrate(
         options["renames"] = list(renames)
     if no_renames:
         options["no_renames"] = True
+    if no_archive:
+        options["archive_drops"] = False
     commands.migrate(
         _directory_or_group(directory),
         message,
@@ -236,14 +244,30 @@ def upgrade(
 @click.option("--sql", is_flag=True, help=_SQL_HELP)
 @click.option("--tag", default=None, help=_TAG_HELP)
 @_x_arg_option
+@click.option(
+    "--fill",
+    multiple=True,
+    metavar="TABLE.COLUMN=VALUE",
+    help="Value for a restored NOT NULL column in rows that have no archived value",
+)
 @click.argument("revision", default="-1")
 @_one_line_errors
 def downgrade(
-    directory: str | None, sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str
+    directory: str | None,
+    sql: bool,
+    tag: str | None,
+    x_arg: tuple[str, ...],
+    fill: tuple[str, ...],
+    revision: str,
 ) -> None:
     """Revert to a previous version"""
     commands.downgrade(
-        _directory_or_group(directory), revision, sql, tag, _x_args_or_group(x_arg)
+        _directory_or_group(directory),
+        revision,
+        sql,
+        tag,
+        _x_args_or_group(x_arg),
+        options={"fill": commands.parse_fill(fill)} if fill else None,
     )
 
 
@@ -321,6 +345,16 @@ def stamp(directory: str | None, sql: bool, tag: str | None, revision: str, purg
 def check(directory: str | None) -> None:
     """Check if there are any new operations to migrate"""
     commands.check(_directory_or_group(directory))
+
+
+@db.command()
+@_directory_option
+@click.option("--purge", is_flag=True, help="Delete the archived data for good")
+@click.option("--before", default=None, help="With --purge: only what revisions older than REV archived")
+@_one_line_errors
+def archive(directory: str | None, purge: bool, before: str | None) -> None:
+    """List the dropped data kept for downgrades, or purge it."""
+    commands.archive(_directory_or_group(directory), purge=purge, before=before)
 
 
 def manage(app: Any, args: list[str] | None = None) -> None:

@@ -59,6 +59,7 @@ class _MigrateConfig:
         # Old env.py files read this right after their fileConfig() call.
         keep_progress_visible()
         if self._configure_args is None:
+            from flask_evolve.autogen.archive import exclude_archive_tables
             from flask_evolve.autogen.pipeline import make_process_revision_directives
             from flask_evolve.environment import bind_names
 
@@ -66,6 +67,7 @@ class _MigrateConfig:
             args["process_revision_directives"] = make_process_revision_directives(
                 args.get("process_revision_directives"), database_names=bind_names
             )
+            args["include_name"] = exclude_archive_tables(args.get("include_name"))
             self._configure_args = args
         return self._configure_args
 

@@ -51,14 +51,15 @@ Rewriter = Callable[["RewriteContext"], None]
 
 
 def _default_rewriters() -> list[Rewriter]:
+    from flask_evolve.autogen.archive import archive_before_drop
     from flask_evolve.autogen.naming import name_constraints
     from flask_evolve.autogen.renames import detect_renames
 
-    return [detect_renames, name_constraints]
+    return [detect_renames, name_constraints, archive_before_drop]
 
 
-#: The rewriters, in the order they run: renames, constraint names; later
-#: archive-before-drop and SQLite planning.
+#: The rewriters, in the order they run: renames, constraint names, archive-before-drop;
+#: later SQLite planning.
 REWRITERS: list[Rewriter] = _default_rewriters()
 
 
