@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Project
 
@@ -53,7 +54,7 @@ def start(project: Project, models: str, rows: dict[str, list[dict[str, Any]]]) 
 
 
 def archive_tables(project: Project) -> set[str]:
-    return {t for t in project.tables() if t.startswith("_evolve_archive_")}
+    return {t for t in project.tables(archive=True) if t.startswith("_evolve_archive_")}
 
 
 def snapshot(project: Project, order: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,7 +161,7 @@ def test_drop_table_referenced_by_another_table(project: Project) -> None:
     project.flask("db", "upgrade")
     archived = next(iter(archive_tables(project)))
     if project.dialect == "postgresql":
-        assert project.schema()[archived]["foreign_keys"] == []
+        assert sa.inspect(project.engine).get_foreign_keys(archived) == []
     write(project, without_company + COMPANY)
     project.flask("db", "migrate", "-m", "company again")
     project.flask("db", "upgrade")
@@ -195,7 +196,7 @@ class Entry(db.Model):
         "    amount = db.Column(db.Numeric(12, 2), nullable=False)\n", ""
     )
     round_trip(project, without, {table: "dept"})
-    assert max(len(t) for t in project.tables()) <= 63
+    assert max(len(t) for t in project.tables(archive=True)) <= 63
 
 
 def _upgrade_dropping_email(project: Project, email: str) -> None:
@@ -342,7 +343,7 @@ def test_downgrade_to_base_and_back_to_head_keeps_every_row(project: Project) ->
     head = snapshot(project, order)
 
     project.flask("db", "downgrade", "base")
-    assert project.tables() - archive_tables(project) == {"alembic_version"}
+    assert project.tables() == {"alembic_version"}
     listed = project.flask("db", "archive").stdout
     assert "table company" in listed and "downgrade" in listed
 

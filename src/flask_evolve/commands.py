@@ -360,6 +360,7 @@ def stamp(
 def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
     """Say so when stamping down past revisions whose archived data was purged: nothing brings it back."""
     from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
     from flask_evolve.runtime import archive_store
@@ -374,7 +375,7 @@ def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
             for s in script.iterate_revisions(current, target, implicit_base=True)
             if s is not None and s.revision not in (target,)
         ]
-    except CommandError:
+    except (CommandError, RevisionError):
         return  # not a way down (or an unknown revision, which stamp itself reports)
     sources = []
     for passed_script in passed:
