@@ -12,6 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+#: Tables that hold what migrations dropped (lossless downgrades); not part of the app's schema.
+ARCHIVE_PREFIX = "_evolve_archive_"
+
 APP_TEMPLATE = """\
 import os
 
@@ -151,8 +154,10 @@ class Project:
             result = connection.execute(sa.text(f"SELECT * FROM {quoted}{order}"))
             return [dict(row._mapping) for row in result]
 
-    def tables(self) -> set[str]:
-        return set(sa.inspect(self.engine).get_table_names())
+    def tables(self, *, archive: bool = False) -> set[str]:
+        """The table names; Flask-Evolve's archive tables only with ``archive=True``."""
+        names = set(sa.inspect(self.engine).get_table_names())
+        return names if archive else {n for n in names if not n.startswith(ARCHIVE_PREFIX)}
 
     def columns(self, table: str) -> dict[str, dict[str, Any]]:
         return {c["name"]: c for c in sa.inspect(self.engine).get_columns(table)}
@@ -197,7 +202,7 @@ def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_v
     inspector = sa.inspect(engine)
     snapshot: dict[str, Any] = {}
     for table in sorted(inspector.get_table_names()):
-        if table in exclude:
+        if table in exclude or table.startswith(ARCHIVE_PREFIX):
             continue
         columns = {
             c["name"]: {

@@ -108,6 +108,19 @@ def main() -> None:
 
     heading("7. history")
     run("db", "history")
+
+    heading("8. downgrade past the renames and the email drop: email comes back with its values")
+    run("db", "downgrade", "--", "-2")
+    show_database()
+
+    heading("9. downgrade to base: the tables go into the archive, not away")
+    run("db", "downgrade", "base")
+    show_database()
+    run("db", "archive")
+
+    heading("10. upgrade back to head: every row, age and email come back on the way")
+    run("db", "upgrade")
+    show_database()
     print("\ndemo finished: the rows survived every step.")
 
 

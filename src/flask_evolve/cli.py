@@ -177,6 +177,11 @@ def revision(
     default=None,
     help="Run the new step on a scratch copy of the schema (default: on)",
 )
+@click.option(
+    "--no-archive",
+    is_flag=True,
+    help="Drop columns and tables for good: don't keep their data for the downgrade",
+)
 @_one_line_errors
 def migrate(
     directory: str | None,
@@ -193,6 +198,7 @@ def migrate(
     no_renames: bool,
     dry_run: bool,
     verify: bool | None,
+    no_archive: bool,
 ) -> None:
     """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
     options: dict[str, object] = {}
@@ -200,6 +206,8 @@ def migrate(
         options["renames"] = list(renames)
     if no_renames:
         options["no_renames"] = True
+    if no_archive:
+        options["archive_drops"] = False
     commands.migrate(
         _directory_or_group(directory),
         message,
@@ -286,6 +294,12 @@ def upgrade(
 @_x_arg_option
 @_lock_timeout_option
 @_single_transaction_option
+@click.option(
+    "--fill",
+    multiple=True,
+    metavar="TABLE.COLUMN=VALUE",
+    help="Value for a restored NOT NULL column in rows that have no archived value",
+)
 @click.argument("revision", default="-1")
 @_one_line_errors
 def downgrade(
@@ -295,6 +309,7 @@ def downgrade(
     x_arg: tuple[str, ...],
     lock_timeout: float | None,
     single_transaction: bool | None,
+    fill: tuple[str, ...],
     revision: str,
 ) -> None:
     """Revert to a previous version"""
@@ -306,6 +321,7 @@ def downgrade(
         x_arg,
         lock_timeout=lock_timeout,
         single_transaction=single_transaction,
+        options={"fill": commands.parse_fill(fill)} if fill else None,
     )
 
 
@@ -534,6 +550,16 @@ def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
         sys.exit(2)
     with target.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub_ctx:
         target.invoke(sub_ctx)
+
+
+@db.command()
+@_directory_option
+@click.option("--purge", is_flag=True, help="Delete the archived data for good")
+@click.option("--before", default=None, help="With --purge: only what revisions older than REV archived")
+@_one_line_errors
+def archive(directory: str | None, purge: bool, before: str | None) -> None:
+    """List the dropped data kept for downgrades, or purge it."""
+    commands.archive(_directory_or_group(directory), purge=purge, before=before)
 
 
 def manage(app: Any, args: list[str] | None = None) -> None:

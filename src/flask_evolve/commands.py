@@ -496,11 +496,16 @@ def downgrade(
     *,
     lock_timeout: float | None = None,
     single_transaction: bool | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Revert the database to an earlier revision, under the migration lock."""
+    """Revert the database to an earlier revision, under the migration lock.
+
+    :param options: Flask-Evolve options for this run, such as
+        ``{"fill": {"employee.email": "unknown"}}`` for restored NOT NULL columns.
+    """
     from alembic import command
 
-    config = _config(directory, x_arg=x_arg)
+    config = _config(directory, x_arg=x_arg, options=options)
     if sql and revision == "-1":
         revision = "head:-1"
     with _explained(directory), migration_run(
@@ -583,7 +588,44 @@ def stamp(
     with _explained(directory), migration_run(
         _migrate_extension(), config, sql=sql, lock_timeout=lock_timeout
     ):
+        if not sql:
+            _warn_purged_archives(config, revision)
         command.stamp(config, revision, sql=sql, tag=tag, purge=purge)
+
+
+def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
+    """Say so when stamping down past revisions whose archived data was purged: nothing brings it back."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    from flask_evolve.runtime import archive_store
+
+    current = _database_revisions()
+    if not current:
+        return
+    script = ScriptDirectory.from_config(config)
+    try:
+        passed = [
+            s
+            for s in script.iterate_revisions(current, target, implicit_base=True)
+            if s is not None and s.revision not in (target,)
+        ]
+    except (CommandError, RevisionError):
+        return  # not a way down (or an unknown revision, which stamp itself reports)
+    sources = []
+    for passed_script in passed:
+        with open(passed_script.path) as f:
+            sources.append((passed_script.revision, f.read()))
+    with _migrate_extension().require_db().engine.connect() as connection:
+        missing = archive_store.purged_archives(connection, sources)
+    for revision, table in missing:
+        config.print_stdout(
+            "Warning: the data revision %s dropped from %s is no longer there (its archive was purged); "
+            "stamping does not bring it back.",
+            revision,
+            table,
+        )
 
 
 def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
@@ -753,3 +795,85 @@ def status(
     engine = _migrate_extension().require_db().engine
     with _explained(directory):
         return gather(config, engine, ignore=_lint_ignore(), check_drift=drift, scratch_url=scratch_url)
+
+
+def parse_fill(values: Iterable[str]) -> dict[str, str]:
+    """Parse ``--fill TABLE.COLUMN=VALUE`` options into ``{"table.column": "value"}``."""
+    from flask_evolve.errors import UserInputError
+
+    fills: dict[str, str] = {}
+    for value in values:
+        target, sep, fill = value.partition("=")
+        if not sep or "." not in target:
+            raise UserInputError(f"--fill expects TABLE.COLUMN=VALUE, got '{value}'.")
+        fills[target.strip()] = fill
+    return fills
+
+
+def archive(
+    directory: PathLike | None = None, purge: bool = False, before: str | None = None
+) -> list[Any]:
+    """List the data the archive keeps for downgrades, or purge it.
+
+    :param purge: drop the archive tables for good (their downgrades then stop
+        with an error instead of restoring).
+    :param before: with ``purge``, only what revisions older than this one wrote.
+    :return: the archived tables listed (or purged), as ``ArchivedTable``.
+    """
+    from alembic.script import ScriptDirectory
+
+    from flask_evolve.errors import UserInputError
+    from flask_evolve.runtime import archive_store
+
+    if before is not None and not purge:
+        raise UserInputError("--before goes with --purge: `flask db archive --purge --before REV`.")
+    config = _config(directory)
+    with _explained(directory):
+        script = ScriptDirectory.from_config(config)
+        revisions = [r.revision for r in script.walk_revisions()]
+        older: set[str] | None = None
+        if before is not None:
+            target = script.get_revision(before)
+            if target is None:
+                raise UserInputError(f"No revision '{before}' in '{_directory(directory)}'.")
+            older = {r.revision for r in script.iterate_revisions(target.revision, "base")}
+            older.discard(target.revision)
+    engine = _migrate_extension().require_db().engine
+    with engine.begin() as connection:
+        kept = archive_store.list_archive(connection, revisions)
+        if purge:
+            chosen = [t for t in kept if older is None or t.revision in older]
+            archive_store.purge(connection, chosen)
+    if purge:
+        for table in chosen:
+            config.print_stdout("Purged %s (%s, revision %s)", table.name, table.what, table.revision or "?")
+        if not chosen:
+            config.print_stdout("Nothing to purge.")
+        return chosen
+    if not kept:
+        config.print_stdout("The archive is empty.")
+        return kept
+    config.print_stdout("%-14s %-10s %-36s %10s %10s", "revision", "dropped by", "kept", "rows", "size")
+    for table in kept:
+        config.print_stdout(
+            "%-14s %-10s %-36s %10d %10s",
+            table.revision or "?",
+            table.on,
+            table.what,
+            table.rows,
+            _bytes(table.size),
+        )
+    total = sum(t.size or 0 for t in kept)
+    config.print_stdout("%d archive table(s), %s in all.", len(kept), _bytes(total))
+    return kept
+
+
+def _bytes(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -61,6 +61,7 @@ class _MigrateConfig:
         keep_progress_visible()
         if self._configure_args is None:
             from flask_evolve.autogen import comparators
+            from flask_evolve.autogen.archive import exclude_archive_tables
             from flask_evolve.autogen.pipeline import make_process_revision_directives
             from flask_evolve.environment import bind_names
 
@@ -71,6 +72,7 @@ class _MigrateConfig:
             args["process_revision_directives"] = make_process_revision_directives(
                 args.get("process_revision_directives"), database_names=bind_names
             )
+            args["include_name"] = exclude_archive_tables(args.get("include_name"))
             self._configure_args = args
         return self._configure_args
 

@@ -51,18 +51,27 @@ Rewriter = Callable[["RewriteContext"], None]
 
 
 def _default_rewriters() -> list[Rewriter]:
+    from flask_evolve.autogen.archive import archive_before_drop
     from flask_evolve.autogen.guards import guard_type_changes
     from flask_evolve.autogen.naming import name_constraints
     from flask_evolve.autogen.renames import detect_renames
     from flask_evolve.autogen.restore_columns import restore_not_null_columns
     from flask_evolve.autogen.sqlite_plan import plan_sqlite
 
-    # SQLite planning stays last: it turns every other rewriter's ops into ALTERs or rebuilds.
-    return [detect_renames, name_constraints, restore_not_null_columns, guard_type_changes, plan_sqlite]
+    # Archive before the SQLite plan, which must see the archive ops; the plan stays last:
+    # it turns every other rewriter's ops into ALTERs or rebuilds.
+    return [
+        detect_renames,
+        name_constraints,
+        archive_before_drop,
+        restore_not_null_columns,
+        guard_type_changes,
+        plan_sqlite,
+    ]
 
 
-#: The rewriters, in the order they run: renames, constraint names, re-added NOT NULL
-#: columns, type-change guards, SQLite planning; later archive-before-drop.
+#: The rewriters, in the order they run: renames, constraint names, archive-before-drop,
+#: re-added NOT NULL columns, type-change guards, SQLite planning.
 REWRITERS: list[Rewriter] = _default_rewriters()
 
 #: Key in ``Config.attributes`` where ``--dry-run`` leaves the rendered script instead of writing it.

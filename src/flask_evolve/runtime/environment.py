@@ -102,6 +102,9 @@ def run_environment(
         Flask-Migrate's multidb template does.
     :param prepare_connection: called on each connection before migrating.
     """
+    # Registers op.archive_columns() and friends, which generated scripts call.
+    import flask_evolve.runtime.archive_ops  # noqa: F401
+
     args = dict(configure_args)
     if context.is_offline_mode():
         _run_offline(context, databases, args, multidb=multidb)

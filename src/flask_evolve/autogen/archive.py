@@ -1,0 +1,345 @@
+"""Archive-before-drop: rewrite dropped columns and tables so that the downgrade brings their data back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask_evolve.runtime.archive_ops import (
+    ArchiveColumnsOp,
+    ArchiveTableOp,
+    CheckArchiveOp,
+    RestoreColumnsOp,
+    RestoreRowsOp,
+    RestoreTableOp,
+    is_archive_table,
+)
+
+if TYPE_CHECKING:
+    from alembic.operations.ops import MigrateOperation
+
+    from flask_evolve.autogen.pipeline import RewriteContext
+
+#: ``Migrate(archive_drops=False)`` / ``flask db migrate --no-archive`` switch this rewriter off.
+OPTION = "archive_drops"
+
+IncludeName = Callable[[str | None, str, dict[str, Any]], bool]
+
+
+def exclude_archive_tables(user_hook: IncludeName | None) -> IncludeName:
+    """An ``include_name`` hook that hides the archive's tables from autogenerate and
+    ``check``, then asks the app's own hook (if any)."""
+
+    def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+        if type_ == "table" and is_archive_table(name):
+            return False
+        return user_hook(name, type_, parent_names) if user_hook is not None else True
+
+    include_name.flask_evolve = True  # type: ignore[attr-defined]
+    return include_name
+
+
+def archive_before_drop(ctx: RewriteContext) -> None:
+    """Keep dropped columns (by primary key) and dropped tables (renamed) in the archive.
+
+    Upgrade: ``archive_columns`` before a table's drops; ``archive_table``
+    instead of ``drop_table``, after every other change so that foreign keys
+    pointing at the table are gone first. Downgrade: the column comes back
+    nullable, ``restore_columns`` fills it, then NOT NULL and the constraints
+    return; ``restore_table`` first, before anything references the table.
+
+    What the downgrade drops (columns and tables the revision added) is kept
+    the same way, with ``on="downgrade"``, and the next upgrade gives it back.
+    """
+    if not ctx.options.get(OPTION, True):
+        return
+    revision = ctx.script.rev_id
+    if not revision:
+        return
+    _archive_tables(ctx, revision)
+    _archive_columns(ctx, revision)
+    # Checks first, so that a downgrade that cannot restore stops before changing anything.
+    down = ctx.downgrade_ops
+    restores = [op for op in down.ops if isinstance(op, (RestoreColumnsOp, RestoreTableOp))]
+    down.ops[:0] = [CheckArchiveOp.for_restore(op) for op in restores]
+    _archive_downgraded_tables(ctx, revision)
+    _archive_downgraded_columns(ctx, revision)
+
+
+def _same_table(op: Any, table_name: str, schema: str | None) -> bool:
+    return getattr(op, "table_name", None) == table_name and getattr(op, "schema", None) == schema
+
+
+def _archive_tables(ctx: RewriteContext, revision: str) -> None:
+    """Replace ``drop_table`` by ``archive_table`` and the downgrade's ``create_table`` by ``restore_table``.
+
+    Explicit indexes are still dropped and re-created by Alembic's own ops: index
+    names are global to a SQLite database and a PostgreSQL schema, and an archived
+    table holding them would make a later table that reuses a name fail. On
+    PostgreSQL the archived table also loses its outgoing foreign keys (re-created
+    on the way down): kept, they would forbid deleting the rows they reference.
+    """
+    from alembic.operations.ops import (
+        CreateForeignKeyOp,
+        CreateTableOp,
+        DropConstraintOp,
+        DropTableOp,
+        ModifyTableOps,
+    )
+    from sqlalchemy import ForeignKeyConstraint, PrimaryKeyConstraint, UniqueConstraint
+
+    up, down = ctx.upgrade_ops, ctx.downgrade_ops
+    dropped = [op for op in up.ops if isinstance(op, DropTableOp) and not is_archive_table(op.table_name)]
+    postgresql = ctx.migration_context.dialect.name == "postgresql"
+    archives: list[MigrateOperation] = []
+    restores: list[MigrateOperation] = []
+    foreign_key_drops: list[MigrateOperation] = []
+    foreign_key_creates: list[MigrateOperation] = []
+    for drop in dropped:
+        name, schema = drop.table_name, drop.schema
+        created = [op for op in down.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
+        if not created:
+            continue
+        constraints = [c for c in created[0].to_table().constraints if c.name]
+        foreign_keys = [c for c in constraints if isinstance(c, ForeignKeyConstraint)]
+        indexed = [c.name for c in constraints if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)]
+        up.ops.remove(drop)
+        down.ops = [op for op in down.ops if op not in created]
+        if postgresql and foreign_keys:
+            foreign_key_drops.append(
+                ModifyTableOps(
+                    name, [DropConstraintOp.from_constraint(fk) for fk in foreign_keys], schema=schema
+                )
+            )
+            foreign_key_creates.append(
+                ModifyTableOps(
+                    name, [CreateForeignKeyOp.from_constraint(fk) for fk in foreign_keys], schema=schema
+                )
+            )
+        archives.append(
+            ArchiveTableOp(name, revision=revision, schema=schema, constraints=indexed if postgresql else ())
+        )
+        restores.insert(
+            0,
+            RestoreTableOp(name, revision=revision, schema=schema, constraints=indexed if postgresql else ()),
+        )
+        ctx.note(f"Archiving table '{name}': the downgrade brings it back with its rows.")
+    up.ops.extend([*foreign_key_drops, *archives])
+    down.ops[:0] = restores
+    down.ops.extend(foreign_key_creates)
+
+
+def _primary_key(ctx: RewriteContext, table_name: str, schema: str | None) -> list[str]:
+    import sqlalchemy as sa
+
+    bind = ctx.migration_context.bind
+    if bind is None:
+        return []
+    inspector = sa.inspect(bind)
+    if not inspector.has_table(table_name, schema=schema):
+        return []
+    return list(inspector.get_pk_constraint(table_name, schema=schema).get("constrained_columns") or [])
+
+
+def _reflected_columns(ctx: RewriteContext, table_name: str, schema: str | None) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    bind = ctx.migration_context.bind
+    if bind is None:
+        return []
+    inspector = sa.inspect(bind)
+    if not inspector.has_table(table_name, schema=schema):
+        return []
+    return list(inspector.get_columns(table_name, schema=schema))
+
+
+def _column_order(ctx: RewriteContext, table_name: str, schema: str | None) -> dict[str, int]:
+    columns = _reflected_columns(ctx, table_name, schema)
+    return {column["name"]: position for position, column in enumerate(columns)}
+
+
+def _archive_columns(ctx: RewriteContext, revision: str) -> None:
+    from alembic.operations.ops import DropColumnOp, ModifyTableOps
+
+    up = ctx.upgrade_ops
+    for container in list(up.ops):
+        if not isinstance(container, ModifyTableOps):
+            continue
+        drops = [op for op in container.ops if isinstance(op, DropColumnOp)]
+        if not drops:
+            continue
+        table, schema = container.table_name, container.schema
+        names = [op.column_name for op in drops]
+        key = _primary_key(ctx, table, schema)
+        order = _column_order(ctx, table, schema)
+        names.sort(key=lambda name: order.get(name, len(order)))
+        if not key or set(key) & set(names):
+            ctx.note(
+                f"Not archiving {', '.join(f'{table}.{n}' for n in names)}: the table has no primary key "
+                f"left to restore the values by; the downgrade cannot bring them back."
+            )
+            continue
+        if not _rewrite_downgrade(ctx, table, schema, names, key, revision):
+            continue
+        up.ops.insert(
+            up.ops.index(container),
+            ArchiveColumnsOp(table, names, key=key, revision=revision, schema=schema),
+        )
+        ctx.note(f"Archiving {', '.join(f'{table}.{n}' for n in names)}: the downgrade restores the values.")
+
+
+def _rewrite_downgrade(
+    ctx: RewriteContext, table: str, schema: str | None, names: list[str], key: list[str], revision: str
+) -> bool:
+    """Re-add the columns nullable, restore them, then re-apply NOT NULL and the other changes."""
+    from alembic.operations.ops import AddColumnOp, AlterColumnOp, ModifyTableOps
+
+    down = ctx.downgrade_ops
+    for position, container in enumerate(down.ops):
+        if not (isinstance(container, ModifyTableOps) and _same_table(container, table, schema)):
+            continue
+        # Re-added in the table's original order, so the old schema comes back column for column
+        # when the dropped columns were the last ones.
+        adds = sorted(
+            (op for op in container.ops if isinstance(op, AddColumnOp) and op.column.name in names),
+            key=lambda op: names.index(op.column.name),
+        )
+        if {op.column.name for op in adds} != set(names):
+            continue
+        # The live column (the database still has it) is the truth about NOT NULL and the default:
+        # another rewriter may have re-added it with a placeholder default or nullable already.
+        live = {c["name"]: c for c in _reflected_columns(ctx, table, schema)}
+        readded: list[Any] = []
+        not_null: list[Any] = []
+        required: list[str] = []
+        placeholders: set[str] = set()
+        for add in adds:
+            column = add.column._copy()
+            reflected = live.get(column.name)
+            nullable = reflected["nullable"] if reflected else column.nullable
+            if (
+                reflected is not None
+                and reflected.get("default") is None
+                and column.server_default is not None
+            ):
+                column.server_default = None
+                placeholders.add(column.name)
+            if not nullable:
+                not_null.append(
+                    AlterColumnOp(
+                        table,
+                        column.name,
+                        schema=schema,
+                        existing_type=column.type,
+                        existing_server_default=column.server_default or False,
+                        existing_nullable=True,
+                        modify_nullable=False,
+                    )
+                )
+                if column.server_default is None:
+                    required.append(column.name)
+            column.nullable = True
+            readded.append(AddColumnOp(table, column, schema=schema))
+        rest = [
+            op
+            for op in container.ops
+            if op not in adds
+            and not (
+                isinstance(op, AlterColumnOp)
+                and op.column_name in placeholders
+                and op.modify_server_default is None
+            )
+        ]
+        replacement: list[Any] = [
+            ModifyTableOps(table, readded, schema=schema),
+            RestoreColumnsOp(table, names, key=key, revision=revision, required=required, schema=schema),
+        ]
+        if not_null or rest:
+            replacement.append(ModifyTableOps(table, [*not_null, *rest], schema=schema))
+        down.ops[position : position + 1] = replacement
+        return True
+    return False
+
+
+def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:
+    from alembic.operations.ops import CreateForeignKeyOp, DropConstraintOp, ModifyTableOps
+    from sqlalchemy import ForeignKeyConstraint
+
+    foreign_keys = [c for c in table.constraints if c.name and isinstance(c, ForeignKeyConstraint)]
+    if not foreign_keys:
+        return None
+    name = table.name
+    return (
+        ModifyTableOps(name, [DropConstraintOp.from_constraint(fk) for fk in foreign_keys], schema=schema),
+        ModifyTableOps(name, [CreateForeignKeyOp.from_constraint(fk) for fk in foreign_keys], schema=schema),
+    )
+
+
+def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
+    """The downgrade of a revision that created a table archives it; the next upgrade copies the rows back."""
+    from alembic.operations.ops import CreateTableOp, DropTableOp
+    from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
+
+    up, down = ctx.upgrade_ops, ctx.downgrade_ops
+    postgresql = ctx.migration_context.dialect.name == "postgresql"
+    for drop in [op for op in down.ops if isinstance(op, DropTableOp)]:
+        name, schema = drop.table_name, drop.schema
+        created = [op for op in up.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
+        if not created:
+            continue
+        table = created[0].to_table()
+        indexed = [
+            c.name
+            for c in table.constraints
+            if c.name and isinstance(c, PrimaryKeyConstraint | UniqueConstraint)
+        ]
+        replacement: list[Any] = []
+        foreign_keys = _foreign_key_ops(table, schema) if postgresql else None
+        if foreign_keys:
+            replacement.append(foreign_keys[0])
+        replacement.append(
+            ArchiveTableOp(
+                name,
+                revision=revision,
+                schema=schema,
+                constraints=indexed if postgresql else (),
+                on="downgrade",
+            )
+        )
+        position = down.ops.index(drop)
+        down.ops[position : position + 1] = replacement
+        up.ops.insert(up.ops.index(created[0]) + 1, RestoreRowsOp(name, revision=revision, schema=schema))
+
+
+def _archive_downgraded_columns(ctx: RewriteContext, revision: str) -> None:
+    """The downgrade of a revision that added columns archives them; the next upgrade restores them."""
+    from alembic.operations.ops import AddColumnOp, DropColumnOp, ModifyTableOps
+
+    up, down = ctx.upgrade_ops, ctx.downgrade_ops
+    for container in list(down.ops):
+        if not isinstance(container, ModifyTableOps):
+            continue
+        names = [op.column_name for op in container.ops if isinstance(op, DropColumnOp)]
+        if not names:
+            continue
+        table, schema = container.table_name, container.schema
+        key = _primary_key(ctx, table, schema)
+        if not key or set(key) & set(names):
+            continue
+        added = [
+            op
+            for op in up.ops
+            if isinstance(op, ModifyTableOps)
+            and _same_table(op, table, schema)
+            and {o.column.name for o in op.ops if isinstance(o, AddColumnOp)} >= set(names)
+        ]
+        if not added:
+            continue
+        down.ops.insert(
+            down.ops.index(container),
+            ArchiveColumnsOp(table, names, key=key, revision=revision, schema=schema, on="downgrade"),
+        )
+        up.ops.insert(
+            up.ops.index(added[0]) + 1,
+            RestoreColumnsOp(table, names, key=key, revision=revision, schema=schema, on="downgrade"),
+        )

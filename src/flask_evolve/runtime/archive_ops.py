@@ -1,0 +1,619 @@
+"""The archive operations: keep dropped columns and tables so that a downgrade brings their data back."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import renderers
+from alembic.operations import MigrateOperation, Operations
+
+from flask_evolve.errors import MigrationError
+
+#: Every table the archive owns starts with this; the app's tables never should.
+ARCHIVE_PREFIX = "_evolve_archive_"
+#: PostgreSQL truncates identifiers at 63 bytes; a longer archive name is shortened with a hash.
+MAX_NAME_LENGTH = 63
+#: Key in ``Config.attributes[OPTIONS_ATTRIBUTE]`` holding ``{"table.column": "value"}`` from ``--fill``.
+FILL_OPTION = "fill"
+
+
+class ArchiveError(MigrationError):
+    """The archive cannot give a step what it needs (purged, values missing, stale); says what to do."""
+
+
+def archive_name(revision: str, table_name: str, on: str = "upgrade") -> str:
+    """The archive table that keeps what ``revision`` dropped from ``table_name``.
+
+    Deterministic, so that the way back finds what the way there wrote; names
+    longer than PostgreSQL's 63 bytes keep a readable start and end with a hash.
+
+    :param on: ``"upgrade"`` for what the upgrade dropped, ``"downgrade"`` for
+        what the downgrade dropped (a column or table the revision had added).
+    """
+    token = revision if on == "upgrade" else f"down_{revision}"
+    name = f"{ARCHIVE_PREFIX}{token}_{table_name}"
+    if len(name.encode()) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha1(f"{token}\0{table_name}".encode()).hexdigest()[:10]
+    head = f"{ARCHIVE_PREFIX}{token[:17]}_"
+    room = MAX_NAME_LENGTH - len(head.encode()) - len(digest) - 1
+    short_table = table_name.encode()[:room].decode(errors="ignore")
+    return f"{head}{short_table}_{digest}"
+
+
+def _archive_of(op: Any, name: str) -> str:
+    return archive_name(op.revision, name, getattr(op, "on", "upgrade"))
+
+
+def is_archive_table(name: str | None) -> bool:
+    return bool(name) and name.startswith(ARCHIVE_PREFIX)  # type: ignore[union-attr]
+
+
+def _fill_values(operations: Operations) -> dict[str, str]:
+    from flask_evolve.autogen.pipeline import OPTIONS_ATTRIBUTE
+
+    environment = getattr(operations.migration_context, "environment_context", None)
+    config = getattr(environment, "config", None)
+    if config is None:
+        return {}
+    return dict(config.attributes.get(OPTIONS_ATTRIBUTE, {}).get(FILL_OPTION) or {})
+
+
+class _Quoting:
+    def __init__(self, operations: Operations, schema: str | None) -> None:
+        self.preparer = operations.migration_context.dialect.identifier_preparer
+        self.schema = schema
+
+    def name(self, name: str) -> str:
+        return self.preparer.quote(name)
+
+    def table(self, name: str) -> str:
+        quoted = self.preparer.quote(name)
+        return f"{self.preparer.quote_schema(self.schema)}.{quoted}" if self.schema else quoted
+
+
+def _purged_message(what: str, revision: str) -> str:
+    return (
+        f"the data of {what} dropped by revision {revision} is no longer there "
+        f"(its archive was purged with `flask db archive --purge`); downgrade cannot bring it back, "
+        f"and nothing was changed."
+    )
+
+
+@Operations.register_operation("archive_columns")
+class ArchiveColumnsOp(MigrateOperation):
+    """Copy (primary key, values) of columns about to be dropped into an archive table.
+
+    :param on: ``"downgrade"`` when the downgrade drops columns the revision added.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        self.table_name = table_name
+        self.columns = list(columns)
+        self.key = list(key)
+        self.revision = revision
+        self.schema = schema
+        self.on = on
+
+    @classmethod
+    def archive_columns(
+        cls,
+        operations: Operations,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        """Keep the values of ``columns`` by primary key ``key`` before they are dropped."""
+        return operations.invoke(cls(table_name, columns, key=key, revision=revision, schema=schema, on=on))
+
+    def reverse(self) -> RestoreColumnsOp:
+        return RestoreColumnsOp(
+            self.table_name,
+            self.columns,
+            key=self.key,
+            revision=self.revision,
+            schema=self.schema,
+            on=self.on,
+        )
+
+
+@Operations.register_operation("restore_columns")
+class RestoreColumnsOp(MigrateOperation):
+    """Put archived values back into re-added columns, by primary key, then drop the archive.
+
+    :param required: the columns that become NOT NULL again without a server
+        default: rows that have no archived value need ``--fill`` for them.
+    :param on: ``"downgrade"`` to restore, on the way up again, what a downgrade
+        archived; then a missing archive (a database that never went down) is
+        simply nothing to restore.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        required: Sequence[str] = (),
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        self.table_name = table_name
+        self.columns = list(columns)
+        self.key = list(key)
+        self.revision = revision
+        self.required = list(required)
+        self.schema = schema
+        self.on = on
+
+    @classmethod
+    def restore_columns(
+        cls,
+        operations: Operations,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        required: Sequence[str] = (),
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        """Restore the values that :meth:`archive_columns` kept."""
+        return operations.invoke(
+            cls(table_name, columns, key=key, revision=revision, required=required, schema=schema, on=on)
+        )
+
+    def reverse(self) -> ArchiveColumnsOp:
+        return ArchiveColumnsOp(
+            self.table_name,
+            self.columns,
+            key=self.key,
+            revision=self.revision,
+            schema=self.schema,
+            on=self.on,
+        )
+
+
+@Operations.register_operation("archive_table")
+class ArchiveTableOp(MigrateOperation):
+    """Rename a table that is being dropped into the archive, with its rows and constraints.
+
+    :param constraints: names of the table's primary key and unique constraints
+        to rename along (PostgreSQL), so that their index names are free again.
+    :param on: ``"downgrade"`` when the downgrade drops a table the revision created.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        constraints: Sequence[str] = (),
+        on: str = "upgrade",
+    ) -> None:
+        self.table_name = table_name
+        self.revision = revision
+        self.schema = schema
+        self.constraints = list(constraints)
+        self.on = on
+
+    @classmethod
+    def archive_table(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        constraints: Sequence[str] = (),
+        on: str = "upgrade",
+    ) -> None:
+        """Move ``table_name`` into the archive instead of dropping it."""
+        return operations.invoke(
+            cls(table_name, revision=revision, schema=schema, constraints=constraints, on=on)
+        )
+
+    def reverse(self) -> RestoreTableOp | RestoreRowsOp:
+        if self.on == "downgrade":
+            return RestoreRowsOp(self.table_name, revision=self.revision, schema=self.schema)
+        return RestoreTableOp(
+            self.table_name, revision=self.revision, schema=self.schema, constraints=self.constraints
+        )
+
+
+@Operations.register_operation("restore_table")
+class RestoreTableOp(MigrateOperation):
+    """Rename an archived table (and the constraints renamed with it) back to its name."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        constraints: Sequence[str] = (),
+    ) -> None:
+        self.table_name = table_name
+        self.revision = revision
+        self.schema = schema
+        self.constraints = list(constraints)
+
+    @classmethod
+    def restore_table(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        constraints: Sequence[str] = (),
+    ) -> None:
+        """Bring back the table that :meth:`archive_table` kept."""
+        return operations.invoke(cls(table_name, revision=revision, schema=schema, constraints=constraints))
+
+    def reverse(self) -> ArchiveTableOp:
+        return ArchiveTableOp(
+            self.table_name, revision=self.revision, schema=self.schema, constraints=self.constraints
+        )
+
+
+@Operations.register_operation("restore_rows")
+class RestoreRowsOp(MigrateOperation):
+    """On the way up again, copy back the rows a downgrade archived into the table just re-created.
+
+    A database that never went down has no archive: then there is nothing to do.
+    """
+
+    def __init__(self, table_name: str, *, revision: str, schema: str | None = None) -> None:
+        self.table_name = table_name
+        self.revision = revision
+        self.schema = schema
+        self.on = "downgrade"
+
+    @classmethod
+    def restore_rows(
+        cls, operations: Operations, table_name: str, *, revision: str, schema: str | None = None
+    ) -> None:
+        """Copy the archived rows of ``table_name`` back, if a downgrade archived any."""
+        return operations.invoke(cls(table_name, revision=revision, schema=schema))
+
+    def reverse(self) -> ArchiveTableOp:
+        return ArchiveTableOp(self.table_name, revision=self.revision, schema=self.schema, on="downgrade")
+
+
+@Operations.register_operation("check_archive")
+class CheckArchiveOp(MigrateOperation):
+    """Stop a downgrade before it changes anything if the archive cannot give back what it must.
+
+    First in a downgrade: the archive table is still there (not purged), and
+    every row will have a value for each ``required`` column (archived,
+    ``--fill``), else the error names the options.
+
+    :param columns: the archived columns, or ``None`` for a whole table.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        columns: Sequence[str] | None = None,
+        *,
+        revision: str,
+        key: Sequence[str] = (),
+        required: Sequence[str] = (),
+        schema: str | None = None,
+    ) -> None:
+        self.table_name = table_name
+        self.columns = list(columns) if columns is not None else None
+        self.revision = revision
+        self.key = list(key)
+        self.required = list(required)
+        self.schema = schema
+
+    @classmethod
+    def check_archive(
+        cls,
+        operations: Operations,
+        table_name: str,
+        columns: Sequence[str] | None = None,
+        *,
+        revision: str,
+        key: Sequence[str] = (),
+        required: Sequence[str] = (),
+        schema: str | None = None,
+    ) -> None:
+        """Fail with a clear message, and no change made, if the restore that follows cannot succeed."""
+        return operations.invoke(
+            cls(table_name, columns, revision=revision, key=key, required=required, schema=schema)
+        )
+
+    def reverse(self) -> CheckArchiveOp:
+        # A check changes nothing, so undoing it is the same check.
+        return self
+
+    @classmethod
+    def for_restore(cls, op: RestoreColumnsOp | RestoreTableOp) -> CheckArchiveOp:
+        if isinstance(op, RestoreTableOp):
+            return cls(op.table_name, revision=op.revision, schema=op.schema)
+        return cls(
+            op.table_name,
+            op.columns,
+            revision=op.revision,
+            key=op.key,
+            required=op.required,
+            schema=op.schema,
+        )
+
+
+# -- what the operations do ----------------------------------------------------------------
+
+
+def _has_table(operations: Operations, name: str, schema: str | None) -> bool:
+    return sa.inspect(operations.get_bind()).has_table(name, schema=schema)
+
+
+def _refuse_stale_archive(
+    operations: Operations, op: ArchiveColumnsOp | ArchiveTableOp, archive: str
+) -> None:
+    if operations.migration_context.as_sql or not _has_table(operations, archive, op.schema):
+        return
+    raise ArchiveError(
+        f"the archive table {archive} already exists (left by an earlier {op.on} of revision {op.revision} "
+        f"whose data was never restored, e.g. after `flask db stamp`): look at it with `flask db archive`, "
+        f"then drop it (`flask db archive --purge`) if it is no longer needed; the migration stopped."
+    )
+
+
+@Operations.implementation_for(ArchiveColumnsOp)
+def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
+    q = _Quoting(operations, op.schema)
+    archive = _archive_of(op, op.table_name)
+    _refuse_stale_archive(operations, op, archive)
+    selected = ", ".join(q.name(c) for c in [*op.key, *op.columns])
+    # CREATE TABLE AS copies in one statement on both dialects and renders as
+    # plain SQL for `upgrade --sql`; the lookup index is built only on restore.
+    operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT {selected} FROM {q.table(op.table_name)}")
+
+
+def _missing_rows(operations: Operations, op: CheckArchiveOp, q: _Quoting, archive: str) -> int:
+    match = " AND ".join(f"a.{q.name(k)} = t.{q.name(k)}" for k in op.key)
+    sql = (
+        f"SELECT count(*) FROM {q.table(op.table_name)} t "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {q.table(archive)} a WHERE {match})"
+    )
+    return int(operations.get_bind().execute(sa.text(sql)).scalar_one())
+
+
+def _column_type(operations: Operations, op: RestoreColumnsOp, column: str) -> str | None:
+    for reflected in sa.inspect(operations.get_bind()).get_columns(op.table_name, schema=op.schema):
+        if reflected["name"] == column:
+            return reflected["type"].compile(dialect=operations.migration_context.dialect)
+    return None
+
+
+@Operations.implementation_for(CheckArchiveOp)
+def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
+    if operations.migration_context.as_sql:
+        return
+    q = _Quoting(operations, op.schema)
+    archive = _archive_of(op, op.table_name)
+    if op.columns is None:
+        what = f"table {op.table_name}"
+    else:
+        what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
+    if not _has_table(operations, archive, op.schema):
+        raise ArchiveError(_purged_message(what, op.revision))
+    fills = _fill_values(operations)
+    unfilled = [c for c in op.required if f"{op.table_name}.{c}" not in fills]
+    if not unfilled or not _has_table(operations, op.table_name, op.schema):
+        return
+    missing = _missing_rows(operations, op, q, archive)
+    if missing:
+        options = " ".join(f"--fill {op.table_name}.{c}=VALUE" for c in unfilled)
+        raise ArchiveError(
+            f"{missing} row(s) of {op.table_name} were inserted after revision {op.revision} dropped "
+            f"{', '.join(unfilled)}, so they have no value to restore and the column is NOT NULL "
+            f"without a server default: pass `{options}` to `flask db downgrade`, or delete those rows, "
+            f"or edit that revision's downgrade to leave the column nullable. Nothing was changed."
+        )
+
+
+@Operations.implementation_for(RestoreColumnsOp)
+def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
+    q = _Quoting(operations, op.schema)
+    archive = _archive_of(op, op.table_name)
+    fills = _fill_values(operations)
+    offline = operations.migration_context.as_sql
+    if op.on == "downgrade":
+        # Only a database that went down has something to give back; `--sql` cannot know.
+        if offline or not _has_table(operations, archive, op.schema):
+            return
+    elif not offline:
+        # Again, in case the script was edited to restore without checking first.
+        _check_archive(operations, CheckArchiveOp.for_restore(op))
+    # The archive has no index (the upgrade stays cheap); one is needed for the join.
+    index = _archive_of(op, f"{op.table_name}_key")
+    keys = ", ".join(q.name(k) for k in op.key)
+    operations.execute(f"CREATE UNIQUE INDEX {q.name(index)} ON {q.table(archive)} ({keys})")
+    assignments = ", ".join(f"{q.name(c)} = a.{q.name(c)}" for c in op.columns)
+    match = " AND ".join(f"a.{q.name(k)} = {q.table(op.table_name)}.{q.name(k)}" for k in op.key)
+    operations.execute(
+        f"UPDATE {q.table(op.table_name)} SET {assignments} FROM {q.table(archive)} a WHERE {match}"
+    )
+    no_archived_row = (
+        f"NOT EXISTS (SELECT 1 FROM {q.table(archive)} a WHERE "
+        + " AND ".join(f"a.{q.name(k)} = {q.table(op.table_name)}.{q.name(k)}" for k in op.key)
+        + ")"
+    )
+    for column in op.columns:
+        value = fills.get(f"{op.table_name}.{column}")
+        if value is None:
+            continue
+        type_sql = None if offline else _column_type(operations, op, column)
+        literal = "'" + value.replace("'", "''") + "'"
+        expression = f"CAST({literal} AS {type_sql})" if type_sql else literal
+        operations.execute(
+            f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression} WHERE {no_archived_row}"
+        )
+    operations.execute(f"DROP TABLE {q.table(archive)}")
+
+
+@Operations.implementation_for(RestoreRowsOp)
+def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
+    archive = _archive_of(op, op.table_name)
+    if operations.migration_context.as_sql or not _has_table(operations, archive, op.schema):
+        return
+    q = _Quoting(operations, op.schema)
+    inspector = sa.inspect(operations.get_bind())
+    kept = {c["name"] for c in inspector.get_columns(archive, schema=op.schema)}
+    columns = [c["name"] for c in inspector.get_columns(op.table_name, schema=op.schema) if c["name"] in kept]
+    listed = ", ".join(q.name(c) for c in columns)
+    operations.execute(
+        f"INSERT INTO {q.table(op.table_name)} ({listed}) SELECT {listed} FROM {q.table(archive)}"
+    )
+    if operations.migration_context.dialect.name == "postgresql":
+        # The rows keep their keys; the re-created sequences must continue after them.
+        bind = operations.get_bind()
+        for column in columns:
+            sequence = bind.execute(
+                sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+                {"table": q.table(op.table_name), "column": column},
+            ).scalar()
+            if sequence:
+                top = f"(SELECT coalesce(max({q.name(column)}), 0) + 1 FROM {q.table(op.table_name)})"
+                bind.execute(sa.text("SELECT setval(:sequence, " + top + ", false)"), {"sequence": sequence})
+    operations.execute(f"DROP TABLE {q.table(archive)}")
+
+
+def _rename_constraints(
+    operations: Operations, table: str, renames: list[tuple[str, str]], schema: str | None
+) -> None:
+    q = _Quoting(operations, schema)
+    for old, new in renames:
+        operations.execute(f"ALTER TABLE {q.table(table)} RENAME CONSTRAINT {q.name(old)} TO {q.name(new)}")
+
+
+def _owned_sequences(operations: Operations, table: str, schema: str | None) -> list[tuple[str, str]]:
+    """(column, sequence name) of the table's SERIAL / identity columns on PostgreSQL."""
+    if operations.migration_context.as_sql or operations.migration_context.dialect.name != "postgresql":
+        return []
+    q = _Quoting(operations, schema)
+    bind = operations.get_bind()
+    owned = []
+    for column in sa.inspect(bind).get_columns(table, schema=schema):
+        sequence = bind.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": q.table(table), "column": column["name"]},
+        ).scalar()
+        if sequence:
+            # pg_get_serial_sequence returns it schema-qualified and quoted as needed.
+            owned.append((column["name"], sequence.rsplit(".", 1)[-1].strip('"')))
+    return owned
+
+
+def _rename_sequence(operations: Operations, old: str, new: str, schema: str | None) -> None:
+    q = _Quoting(operations, schema)
+    operations.execute(f"ALTER SEQUENCE {q.table(old)} RENAME TO {q.name(new)}")
+
+
+@Operations.implementation_for(ArchiveTableOp)
+def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
+    archive = _archive_of(op, op.table_name)
+    _refuse_stale_archive(operations, op, archive)
+    # Sequences keep their names through a rename; a new table of the same name would get
+    # "<table>_<column>_seq1" while the archive holds the old name.
+    for _column, sequence in _owned_sequences(operations, op.table_name, op.schema):
+        _rename_sequence(operations, sequence, _archive_of(op, sequence), op.schema)
+    operations.rename_table(op.table_name, archive, schema=op.schema)
+    renames = [(c, _archive_of(op, c)) for c in op.constraints]
+    _rename_constraints(operations, archive, renames, op.schema)
+
+
+@Operations.implementation_for(RestoreTableOp)
+def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
+    archive = _archive_of(op, op.table_name)
+    if not operations.migration_context.as_sql and not _has_table(operations, archive, op.schema):
+        raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
+    renames = [(_archive_of(op, c), c) for c in op.constraints]
+    _rename_constraints(operations, archive, renames, op.schema)
+    operations.rename_table(archive, op.table_name, schema=op.schema)
+    for column, sequence in _owned_sequences(operations, op.table_name, op.schema):
+        # PostgreSQL's own name for it; the archive name was derived from that one.
+        original = f"{op.table_name}_{column}_seq"
+        if _archive_of(op, original) == sequence:
+            _rename_sequence(operations, sequence, original, op.schema)
+
+
+# -- how autogenerate writes them ---------------------------------------------------------
+
+
+def _on(op: Any) -> str | None:
+    return None if op.on == "upgrade" else op.on
+
+
+def _keywords(**values: Any) -> str:
+    return "".join(f", {name}={value!r}" for name, value in values.items() if value)
+
+
+@renderers.dispatch_for(ArchiveColumnsOp)
+def _render_archive_columns(autogen_context: Any, op: ArchiveColumnsOp) -> str:
+    return (
+        f"op.archive_columns({op.table_name!r}, {op.columns!r}, key={op.key!r}, "
+        f"revision={op.revision!r}{_keywords(schema=op.schema, on=_on(op))})"
+    )
+
+
+@renderers.dispatch_for(RestoreColumnsOp)
+def _render_restore_columns(autogen_context: Any, op: RestoreColumnsOp) -> str:
+    return (
+        f"op.restore_columns({op.table_name!r}, {op.columns!r}, key={op.key!r}, "
+        f"revision={op.revision!r}{_keywords(required=op.required, schema=op.schema, on=_on(op))})"
+    )
+
+
+@renderers.dispatch_for(CheckArchiveOp)
+def _render_check_archive(autogen_context: Any, op: CheckArchiveOp) -> str:
+    columns = f", {op.columns!r}" if op.columns is not None else ""
+    return (
+        f"op.check_archive({op.table_name!r}{columns}, revision={op.revision!r}"
+        f"{_keywords(key=op.key, required=op.required, schema=op.schema)})"
+    )
+
+
+@renderers.dispatch_for(ArchiveTableOp)
+def _render_archive_table(autogen_context: Any, op: ArchiveTableOp) -> str:
+    return (
+        f"op.archive_table({op.table_name!r}, revision={op.revision!r}"
+        f"{_keywords(schema=op.schema, constraints=op.constraints, on=_on(op))})"
+    )
+
+
+@renderers.dispatch_for(RestoreRowsOp)
+def _render_restore_rows(autogen_context: Any, op: RestoreRowsOp) -> str:
+    return f"op.restore_rows({op.table_name!r}, revision={op.revision!r}{_keywords(schema=op.schema)})"
+
+
+@renderers.dispatch_for(RestoreTableOp)
+def _render_restore_table(autogen_context: Any, op: RestoreTableOp) -> str:
+    return (
+        f"op.restore_table({op.table_name!r}, revision={op.revision!r}"
+        f"{_keywords(schema=op.schema, constraints=op.constraints)})"
+    )

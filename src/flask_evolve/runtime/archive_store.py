@@ -1,0 +1,147 @@
+"""What the archive keeps in a database (tables, the revision that wrote them, sizes), and purging it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flask_evolve.runtime.archive_ops import ARCHIVE_PREFIX, archive_name, is_archive_table
+
+
+@dataclass(frozen=True)
+class ArchivedTable:
+    """One archive table.
+
+    :param revision: the revision that wrote it, or ``None`` if no revision in
+        the migrations folder matches its name.
+    :param table: the app's table it came from (``None`` when unknown).
+    :param columns: the archived columns, or ``None`` when the whole table is kept.
+    :param on: ``"upgrade"`` if the revision's upgrade dropped it (its downgrade
+        restores it), ``"downgrade"`` if its downgrade did (the next upgrade does).
+    """
+
+    name: str
+    revision: str | None
+    table: str | None
+    columns: tuple[str, ...] | None
+    rows: int
+    size: int | None
+    on: str = "upgrade"
+
+    @property
+    def what(self) -> str:
+        if self.table is None:
+            return "?"
+        if self.columns is None:
+            return f"table {self.table}"
+        return ", ".join(f"{self.table}.{c}" for c in self.columns)
+
+
+def _size(connection: Connection, name: str, schema: str | None) -> int | None:
+    try:
+        if connection.dialect.name == "postgresql":
+            sql = (
+                "SELECT pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = :name AND n.nspname = coalesce(:schema, current_schema())"
+            )
+            return int(connection.execute(sa.text(sql), {"name": name, "schema": schema}).scalar_one())
+        if connection.dialect.name == "sqlite":
+            sql = "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = :name"
+            return int(connection.execute(sa.text(sql), {"name": name}).scalar_one())
+    except sa.exc.DBAPIError:
+        # dbstat is a compile-time option of SQLite; without it there is no size to tell.
+        return None
+    return None
+
+
+def _origin(name: str, revisions: Iterable[str], tables: Iterable[str]) -> tuple[str | None, str | None, str]:
+    """The (revision, table, on) whose archive is called ``name``."""
+    candidates = list(tables)
+    for revision in revisions:
+        for on in ("upgrade", "downgrade"):
+            token = revision if on == "upgrade" else f"down_{revision}"
+            if not name.startswith(f"{ARCHIVE_PREFIX}{token[:17]}"):
+                continue
+            rest = name[len(f"{ARCHIVE_PREFIX}{token}_") :]
+            for table in [rest, *candidates]:
+                if archive_name(revision, table, on) == name:
+                    return revision, table, on
+    return None, None, "upgrade"
+
+
+def list_archive(
+    connection: Connection, revisions: Sequence[str], schema: str | None = None
+) -> list[ArchivedTable]:
+    """The archive tables in the database, with rows and bytes.
+
+    :param revisions: the revision ids of the migrations folder, to tell which
+        revision wrote each table.
+    """
+    inspector = sa.inspect(connection)
+    names = inspector.get_table_names(schema=schema)
+    live = [n for n in names if not is_archive_table(n)]
+    preparer = connection.dialect.identifier_preparer
+    archived: list[ArchivedTable] = []
+    for name in sorted(n for n in names if is_archive_table(n)):
+        revision, table, on = _origin(name, revisions, live)
+        # A renamed table keeps its primary key; CREATE TABLE AS (archived columns) has none.
+        columns: tuple[str, ...] | None = None
+        if not inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"):
+            key: set[str] = set()
+            if table is not None and table in live:
+                key = set(inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])
+            columns = tuple(
+                c["name"] for c in inspector.get_columns(name, schema=schema) if c["name"] not in key
+            )
+        quoted = preparer.quote(name)
+        if schema is not None:
+            quoted = f"{preparer.quote_schema(schema)}.{quoted}"
+        rows = int(connection.execute(sa.text(f"SELECT count(*) FROM {quoted}")).scalar_one())
+        size = _size(connection, name, schema)
+        archived.append(ArchivedTable(name, revision, table, columns, rows, size, on))
+    return archived
+
+
+def purge(connection: Connection, tables: Iterable[ArchivedTable], schema: str | None = None) -> None:
+    """Drop archive tables for good, in the caller's transaction."""
+    preparer = connection.dialect.identifier_preparer
+    for table in tables:
+        quoted = preparer.quote(table.name)
+        if schema is not None:
+            quoted = f"{preparer.quote_schema(schema)}.{quoted}"
+        # An archived table may still hold a foreign key to another archived
+        # table; CASCADE drops only such constraints, never rows elsewhere.
+        cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
+        connection.execute(sa.text(f"DROP TABLE {quoted}{cascade}"))
+
+
+_ARCHIVE_CALL = re.compile(
+    r"op\.archive_(?P<kind>columns|table)\(\s*(?P<quote>['\"])(?P<table>[^'\"]+)(?P=quote)"
+)
+
+
+def archived_by(source: str) -> list[tuple[str, str]]:
+    """The (table, kind) pairs that a revision's upgrade archives, read from its script's source."""
+    upgrade = source.split("def downgrade", 1)[0]
+    return [(m.group("table"), m.group("kind")) for m in _ARCHIVE_CALL.finditer(upgrade)]
+
+
+def purged_archives(
+    connection: Connection, revisions: Iterable[tuple[str, str]], schema: str | None = None
+) -> list[tuple[str, str]]:
+    """The (revision, table) whose upgrade archived data that is no longer in the database.
+
+    :param revisions: (revision id, script source) pairs.
+    """
+    inspector = sa.inspect(connection)
+    missing: list[tuple[str, str]] = []
+    for revision, source in revisions:
+        for table, _kind in archived_by(source):
+            if not inspector.has_table(archive_name(revision, table), schema=schema):
+                missing.append((revision, table))
+    return missing

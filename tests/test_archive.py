@@ -1,0 +1,395 @@
+"""Lossless downgrades: what an upgrade drops, the downgrade brings back, schema and every value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.harness import Project
+
+IMPORTS = "from sqlalchemy import MetaData"
+# Named constraints, so that the downgrade can recreate exactly the old ones on both databases.
+DB_ARGS = (
+    'metadata=MetaData(naming_convention={"ix": "ix_%(column_0_label)s", '
+    '"uq": "uq_%(table_name)s_%(column_0_name)s", "ck": "ck_%(table_name)s_%(constraint_name)s", '
+    '"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"})'
+)
+
+COMPANY = """
+class Company(db.Model):
+    cid = db.Column(db.Integer, primary_key=True)
+    cname = db.Column(db.String(80), unique=True, nullable=False)
+    city = db.Column(db.String(80), index=True)
+"""
+
+
+def employee(*columns: str) -> str:
+    body = "\n".join(f"    {c}" for c in columns)
+    return f"""
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+{body}
+"""
+
+
+def write(project: Project, models: str, migrate_args: str = "") -> None:
+    project.write_app(models, imports=IMPORTS, db_args=DB_ARGS, migrate_args=migrate_args)
+
+
+def start(project: Project, models: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """init + first migration + upgrade, then insert the rows."""
+    write(project, models)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    for table, values in rows.items():
+        columns = list(values[0])
+        project.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})",
+            values,
+        )
+
+
+def archive_tables(project: Project) -> set[str]:
+    return {t for t in project.tables(archive=True) if t.startswith("_evolve_archive_")}
+
+
+def snapshot(project: Project, order: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The app's schema (archive tables left out) and the rows of the given tables."""
+    schema = {t: v for t, v in project.schema().items() if not t.startswith("_evolve_archive_")}
+    return schema, {table: project.rows(table, by) for table, by in order.items()}
+
+
+def round_trip(project: Project, new_models: str, order: dict[str, str]) -> str:
+    """Migrate to ``new_models``, upgrade, downgrade; assert the schema and every row came back."""
+    before = snapshot(project, order)
+    write(project, new_models)
+    migrate = project.flask("db", "migrate", "-m", "drop")
+    script = next(p for p in (project.migrations / "versions").glob("*_drop.py")).read_text()
+    project.flask("db", "upgrade")
+    assert archive_tables(project), "the upgrade kept nothing"
+    project.flask("db", "check")  # the archive is not a change to migrate
+    project.flask("db", "downgrade")
+    assert snapshot(project, order) == before
+    assert archive_tables(project) == set()
+    return script + migrate.stderr
+
+
+def test_drop_nullable_column_comes_back_with_its_values(project: Project) -> None:
+    start(
+        project,
+        employee("nickname = db.Column(db.String(40))"),
+        {"employee": [{"name": "Ada", "nickname": "ada"}, {"name": "Bob", "nickname": None}]},
+    )
+    output = round_trip(project, employee(), {"employee": "id"})
+    assert "op.archive_columns('employee', ['nickname'], key=['id']" in output
+    assert "Archiving employee.nickname" in output
+
+
+def test_drop_not_null_unique_column(project: Project) -> None:
+    start(
+        project,
+        employee("email = db.Column(db.String(120), unique=True, nullable=False)"),
+        {"employee": [{"name": f"n{i}", "email": f"e{i}@example.com"} for i in range(50)]},
+    )
+    round_trip(project, employee(), {"employee": "id"})
+    assert project.columns("employee")["email"]["nullable"] is False
+    # UNIQUE is back: a duplicate is refused.
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        project.execute("INSERT INTO employee (name, email) VALUES ('dup', 'e1@example.com')")
+
+
+def test_drop_foreign_key_column(project: Project) -> None:
+    models = COMPANY + employee("company_id = db.Column(db.Integer, db.ForeignKey('company.cid'))")
+    start(
+        project,
+        models,
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}, {"cname": "Bolt", "city": None}],
+            "employee": [
+                {"name": "Ada", "company_id": 1},
+                {"name": "Bob", "company_id": 2},
+                {"name": "Cy", "company_id": None},
+            ],
+        },
+    )
+    round_trip(project, COMPANY + employee(), {"company": "cid", "employee": "id"})
+    assert project.schema()["employee"]["foreign_keys"] == [(("company_id",), "company", ("cid",))]
+
+
+REGION = """
+class Region(db.Model):
+    rid = db.Column(db.Integer, primary_key=True)
+    rname = db.Column(db.String(80), nullable=False)
+"""
+COMPANY_IN_REGION = COMPANY + "    region_id = db.Column(db.Integer, db.ForeignKey('region.rid'))\n"
+
+
+def test_drop_table_referenced_by_another_table(project: Project) -> None:
+    models = (
+        REGION
+        + COMPANY_IN_REGION
+        + employee("company_id = db.Column(db.Integer, db.ForeignKey('company.cid'))")
+    )
+    start(
+        project,
+        models,
+        {
+            "region": [{"rname": "North"}, {"rname": "South"}],
+            "company": [
+                {"cname": "Acme", "city": "Paris", "region_id": 1},
+                {"cname": "Bolt", "city": "Oslo", "region_id": None},
+            ],
+            "employee": [{"name": "Ada", "company_id": 1}, {"name": "Bob", "company_id": 2}],
+        },
+    )
+    order = {"region": "rid", "company": "cid", "employee": "id"}
+    before = snapshot(project, order)
+    without_company = REGION + employee("company_id = db.Column(db.Integer)")
+    output = round_trip(project, without_company, order)
+    assert "op.archive_table('company'" in output
+    # The table came back with its sequence: new rows get fresh keys.
+    project.execute("INSERT INTO company (cname) VALUES ('Cargo')")
+    assert [r["cid"] for r in project.rows("company", "cid")] == [1, 2, 3]
+    project.execute("DELETE FROM company WHERE cid = 3")
+
+    # Archived, the table constrains nothing: a new table may reuse its name, index and
+    # constraint names, and the rows it pointed at may go.
+    project.flask("db", "upgrade")
+    archived = next(iter(archive_tables(project)))
+    if project.dialect == "postgresql":
+        assert sa.inspect(project.engine).get_foreign_keys(archived) == []
+    write(project, without_company + COMPANY)
+    project.flask("db", "migrate", "-m", "company again")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO company (cname, city) VALUES ('New', 'Rome')")
+    project.flask("db", "downgrade")
+    project.flask("db", "downgrade")
+    assert snapshot(project, order) == before
+    if project.dialect == "postgresql":
+        assert project.columns("company")["cid"]["default"] == "nextval('company_cid_seq'::regclass)"
+    # The second company table went into the archive on the way down, with its row.
+    assert "1 archive table(s)" in project.flask("db", "archive").stdout
+
+
+def test_drop_two_columns_of_a_table_with_a_composite_key_and_a_long_name(project: Project) -> None:
+    table = "quarterly_department_budget_allocation_snapshot_entries"
+    models = f"""
+class Entry(db.Model):
+    __tablename__ = "{table}"
+    year = db.Column(db.Integer, primary_key=True, autoincrement=False)
+    dept = db.Column(db.String(10), primary_key=True)
+    amount = db.Column(db.Numeric(12, 2), nullable=False)
+    note = db.Column(db.Text)
+    approved = db.Column(db.Boolean, nullable=False, server_default=db.false())
+"""
+    rows = [
+        {"year": 2024, "dept": "ops", "amount": "10.50", "note": "a", "approved": True},
+        {"year": 2024, "dept": "dev", "amount": "99.99", "note": None, "approved": False},
+        {"year": 2025, "dept": "ops", "amount": "0.01", "note": "c'quote", "approved": True},
+    ]
+    start(project, models, {table: rows})
+    without = models.replace("    note = db.Column(db.Text)\n", "").replace(
+        "    amount = db.Column(db.Numeric(12, 2), nullable=False)\n", ""
+    )
+    round_trip(project, without, {table: "dept"})
+    assert max(len(t) for t in project.tables(archive=True)) <= 63
+
+
+def _upgrade_dropping_email(project: Project, email: str) -> None:
+    start(
+        project,
+        employee(email),
+        {
+            "employee": [
+                {"name": "Ada", "email": "ada@example.com"},
+                {"name": "Bob", "email": "bob@example.com"},
+            ]
+        },
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name) VALUES ('Cy')")
+
+
+def test_rows_inserted_after_the_upgrade_get_the_server_default(project: Project) -> None:
+    _upgrade_dropping_email(
+        project, "email = db.Column(db.String(120), nullable=False, server_default='none@example.com')"
+    )
+    project.flask("db", "downgrade")
+    assert [(r["name"], r["email"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@example.com"),
+        ("Bob", "bob@example.com"),
+        ("Cy", "none@example.com"),
+    ]
+
+
+def test_rows_inserted_after_the_upgrade_stop_a_not_null_downgrade_until_filled(project: Project) -> None:
+    _upgrade_dropping_email(project, "email = db.Column(db.String(120), nullable=False)")
+    upgraded = snapshot(project, {"employee": "id"})
+    version = project.version()
+
+    stopped = project.flask("db", "downgrade", ok=False)
+    assert "Error: 1 row(s) of employee" in stopped.stderr
+    assert "--fill employee.email=VALUE" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert snapshot(project, {"employee": "id"}) == upgraded
+    assert project.version() == version
+    assert archive_tables(project)
+
+    project.flask("db", "downgrade", "--fill", "employee.email=unknown@example.com")
+    assert [(r["name"], r["email"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@example.com"),
+        ("Bob", "bob@example.com"),
+        ("Cy", "unknown@example.com"),
+    ]
+    assert project.columns("employee")["email"]["nullable"] is False
+
+
+def test_purged_archive_stops_the_downgrade(project: Project) -> None:
+    start(
+        project,
+        COMPANY + employee("email = db.Column(db.String(120))"),
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}],
+            "employee": [{"name": "Ada", "email": "ada@example.com"}],
+        },
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    listed = project.flask("db", "archive").stdout
+    assert "employee.email" in listed and "table company" in listed
+
+    purged = project.flask("db", "archive", "--purge").stdout
+    assert purged.count("Purged") == 2
+    assert archive_tables(project) == set()
+    assert "The archive is empty" in project.flask("db", "archive").stdout
+    upgraded = project.schema()
+
+    stopped = project.flask("db", "downgrade", ok=False)
+    assert "is no longer there" in stopped.stderr and "purged" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert project.schema() == upgraded
+
+    stamped = project.flask("db", "stamp", "base").output
+    assert "Warning: the data revision" in stamped and "is no longer there" in stamped
+
+
+def test_purge_before_a_revision_keeps_newer_archives(sqlite_project: Project) -> None:
+    project = sqlite_project
+    start(
+        project,
+        employee("email = db.Column(db.String(120))", "phone = db.Column(db.String(20))"),
+        {"employee": [{"name": "Ada", "email": "a@x", "phone": "1"}]},
+    )
+    write(project, employee("phone = db.Column(db.String(20))"))
+    project.flask("db", "migrate", "-m", "drop email")
+    project.flask("db", "upgrade")
+    write(project, employee())
+    second = project.flask("db", "migrate", "-m", "drop phone").output
+    project.flask("db", "upgrade")
+    head = project.version()[0]
+    assert head in second
+
+    purged = project.flask("db", "archive", "--purge", "--before", head).stdout
+    assert "employee.email" in purged and "phone" not in purged
+    assert {t for t in archive_tables(project)} == {f"_evolve_archive_{head}_employee"}
+
+
+def test_archiving_can_be_switched_off(sqlite_project: Project) -> None:
+    project = sqlite_project
+    start(
+        project,
+        employee("email = db.Column(db.String(120))"),
+        {"employee": [{"name": "Ada", "email": "a@x"}]},
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "--no-archive", "-m", "plain")
+    write(project, employee(), migrate_args="archive_drops=False")
+    for script in (project.migrations / "versions").glob("*_plain.py"):
+        assert "archive" not in script.read_text()
+        script.unlink()
+    project.flask("db", "migrate", "-m", "plain")
+    assert "archive" not in next((project.migrations / "versions").glob("*_plain.py")).read_text()
+
+
+def test_downgrade_to_base_and_back_to_head_keeps_every_row(project: Project) -> None:
+    """What a downgrade drops (tables and columns the revisions added) the next upgrade gives back."""
+    start(
+        project,
+        COMPANY + employee("company_id = db.Column(db.Integer, db.ForeignKey('company.cid'))"),
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}, {"cname": "Bolt", "city": None}],
+            "employee": [{"name": "Ada", "company_id": 1}, {"name": "Bob", "company_id": 2}],
+        },
+    )
+    write(
+        project,
+        COMPANY
+        + employee(
+            "company_id = db.Column(db.Integer, db.ForeignKey('company.cid'))",
+            "age = db.Column(db.Integer)",
+        ),
+    )
+    project.flask("db", "migrate", "-m", "add age")
+    project.flask("db", "upgrade")
+    project.execute("UPDATE employee SET age = 36 WHERE name = 'Ada'")
+    order = {"company": "cid", "employee": "id"}
+    head = snapshot(project, order)
+
+    project.flask("db", "downgrade", "base")
+    assert project.tables() == {"alembic_version"}
+    listed = project.flask("db", "archive").stdout
+    assert "table company" in listed and "downgrade" in listed
+
+    project.flask("db", "upgrade")
+    assert snapshot(project, order) == head
+    assert archive_tables(project) == set()
+    if project.dialect == "postgresql":  # the same sequences, not new "..._seq1" ones
+        assert project.columns("company")["cid"]["default"] == "nextval('company_cid_seq'::regclass)"
+    # Re-created sequences continue after the restored keys.
+    project.execute("INSERT INTO employee (name) VALUES ('Cy')")
+    assert [r["id"] for r in project.rows("employee", "id")] == [1, 2, 3]
+
+
+def test_upgrade_sql_prints_the_archive_statements(project: Project) -> None:
+    start(
+        project,
+        employee("nickname = db.Column(db.String(40))"),
+        {"employee": [{"name": "Ada", "nickname": "a"}]},
+    )
+    # Offline mode cannot reflect tables for SQLite's batch mode, so this project renders plain ALTERs.
+    project.write_app(employee(), imports=IMPORTS, db_args=DB_ARGS, migrate_args="render_as_batch=False")
+    project.flask("db", "migrate", "-m", "drop")
+
+    up = project.flask("db", "upgrade", "--sql").stdout
+    assert "CREATE TABLE _evolve_archive_" in up and "AS SELECT id, nickname FROM employee" in up
+    assert up.index("CREATE TABLE _evolve_archive_") < up.index("DROP COLUMN nickname")
+    assert archive_tables(project) == set() and "nickname" in project.columns("employee")  # ran nothing
+    project.flask("db", "upgrade")
+    down = project.flask("db", "downgrade", "--sql", "head:-1").stdout
+    assert "UPDATE employee SET nickname = a.nickname FROM _evolve_archive_" in down
+    assert "nickname" not in project.columns("employee")  # ran nothing
+
+
+def test_upgrade_over_a_stale_archive_stops_with_advice(sqlite_project: Project) -> None:
+    project = sqlite_project
+    start(
+        project,
+        employee("email = db.Column(db.String(120))"),
+        {"employee": [{"name": "Ada", "email": "a@x"}]},
+    )
+    initial = project.version()
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    project.flask("db", "stamp", initial[0])  # down without running the downgrade: the archive stays
+
+    again = project.flask("db", "upgrade", ok=False)
+    assert "already exists" in again.stderr and "flask db archive" in again.stderr
+    assert "Traceback" not in again.stderr
