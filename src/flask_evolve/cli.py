@@ -514,8 +514,17 @@ def _app_load_error(exc: BaseException) -> str:
     return f"Could not load the app: {what}{where}: fix it, then run the command again."
 
 
+class _PassThroughCommand(click.Command):
+    """A command that keeps its raw arguments, ``--`` included, to hand them over untouched."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["flask_evolve.raw_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
 @click.command(
     "db",
+    cls=_PassThroughCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=False,
 )
@@ -548,7 +557,9 @@ def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
             hint = "add `Migrate(app, db)` (from flask_evolve) to the app"
         click.echo(f"Error: No such command '{name}': {hint}.", err=True)
         sys.exit(2)
-    with target.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub_ctx:
+    # click's parser drops `--`, which `flask db downgrade -- -2` needs to reach the real group.
+    raw_args = ctx.meta.get("flask_evolve.raw_args", list(args))
+    with target.make_context(ctx.info_name, raw_args, parent=ctx.parent) as sub_ctx:
         target.invoke(sub_ctx)
 
 
