@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two workers: the suite is subprocess-bound and these machines have two cores.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: venv demo test lint bench clean
 
@@ -18,7 +20,7 @@ demo: venv
 	$(BIN)/python examples/seed/demo.py
 
 test: venv
-	if [ -f scripts/ensure-postgres ]; then bash scripts/ensure-postgres; fi
+	bash scripts/ensure-postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -507,8 +507,26 @@ def _rename_constraints(
     operations: Operations, table: str, renames: list[tuple[str, str]], schema: str | None
 ) -> None:
     q = _Quoting(operations, schema)
+    existing = _constraint_names(operations, table, schema)
     for old, new in renames:
+        # A long convention name may have been shortened differently by the database than
+        # the op recorded; renaming only frees the name for a new table, so skip what is absent.
+        if existing is not None and old not in existing:
+            continue
         operations.execute(f"ALTER TABLE {q.table(table)} RENAME CONSTRAINT {q.name(old)} TO {q.name(new)}")
+
+
+def _constraint_names(operations: Operations, table: str, schema: str | None) -> set[str] | None:
+    """The table's constraint names on a live PostgreSQL connection; None when they can't be read."""
+    context = operations.migration_context
+    if context.as_sql or context.dialect.name != "postgresql":
+        return None
+    q = _Quoting(operations, schema)
+    rows = operations.get_bind().execute(
+        sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass)"),
+        {"table": q.table(table)},
+    )
+    return {row[0] for row in rows}
 
 
 def _owned_sequences(operations: Operations, table: str, schema: str | None) -> list[tuple[str, str]]:
@@ -519,13 +537,16 @@ def _owned_sequences(operations: Operations, table: str, schema: str | None) -> 
     bind = operations.get_bind()
     owned = []
     for column in sa.inspect(bind).get_columns(table, schema=schema):
+        # pg_get_serial_sequence returns a quoted, qualified name; pg_class gives the bare one.
         sequence = bind.execute(
-            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+            sa.text(
+                "SELECT relname FROM pg_class "
+                "WHERE oid = CAST(pg_get_serial_sequence(:table, :column) AS regclass)"
+            ),
             {"table": q.table(table), "column": column["name"]},
         ).scalar()
         if sequence:
-            # pg_get_serial_sequence returns it schema-qualified and quoted as needed.
-            owned.append((column["name"], sequence.rsplit(".", 1)[-1].strip('"')))
+            owned.append((column["name"], sequence))
     return owned
 
 
