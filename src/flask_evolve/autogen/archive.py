@@ -98,7 +98,7 @@ def _archive_tables(ctx: RewriteContext, revision: str) -> None:
     for drop in dropped:
         name, schema = drop.table_name, drop.schema
         created = [op for op in down.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
-        if not created:
+        if not created or (postgresql and _holds_enum(created[0].to_table())):
             continue
         constraints = [c for c in created[0].to_table().constraints if c.name]
         foreign_keys = [c for c in constraints if isinstance(c, ForeignKeyConstraint)]
@@ -275,6 +275,14 @@ def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:
     )
 
 
+def _holds_enum(table: Any) -> bool:
+    """A PostgreSQL table with an ENUM column: the migration drops the type with the table,
+    which an archived copy would still depend on, so such a table is dropped, not archived."""
+    from sqlalchemy import Enum
+
+    return any(isinstance(column.type, Enum) for column in table.columns)
+
+
 def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
     """The downgrade of a revision that created a table archives it; the next upgrade copies the rows back."""
     from alembic.operations.ops import CreateTableOp, DropTableOp
@@ -285,7 +293,7 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
     for drop in [op for op in down.ops if isinstance(op, DropTableOp)]:
         name, schema = drop.table_name, drop.schema
         created = [op for op in up.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
-        if not created:
+        if not created or (postgresql and _holds_enum(created[0].to_table())):
             continue
         table = created[0].to_table()
         indexed = [
