@@ -112,12 +112,12 @@ def test_migrate_verifies_the_new_step_before_anyone_upgrades(project: Project) 
     migrate = project.flask("db", "migrate", "-m", "age int")
 
     assert "EV204" in migrate.stderr
+    # The type guard gives PostgreSQL's ALTER a USING cast, so the new step passes on the scratch
+    # copy of both databases (a PostgreSQL-only failure is seeded in the verify tests below).
+    assert "verify: OK" in migrate.stderr
     if project.dialect == "postgresql":
-        # Caught on a scratch copy of the schema, not on the real database at upgrade time.
-        assert "verify: FAILED" in migrate.stderr and "cannot be cast automatically" in migrate.stderr
-        assert "failed on a scratch copy of your schema" in migrate.stderr
-    else:
-        assert "verify: OK" in migrate.stderr
+        script = next((project.migrations / "versions").glob("*age_int.py")).read_text()
+        assert "postgresql_using" in script
     assert project.version() == ["r2"]
 
 
@@ -129,7 +129,8 @@ def test_dry_run_shows_the_script_and_report_and_writes_nothing(sqlite_project: 
 
     dry = project.flask("db", "migrate", "--dry-run")
 
-    assert "drop_column('age')" in dry.stdout
+    # The SQLite planner drops natively (op.drop_column('employee', 'age')), after archiving the values.
+    assert "drop_column('employee', 'age')" in dry.stdout
     assert "def downgrade():" in dry.stdout
     assert "EV102" in dry.stderr
     written = sorted(p.name for p in (project.migrations / "versions").glob("*.py"))

@@ -16,8 +16,6 @@ from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from flask_evolve.runtime.sqlite_foreign_keys import foreign_keys_off
-
 log = logging.getLogger("flask_evolve")
 
 #: Loggers whose INFO lines users and scripts read on stderr
@@ -171,7 +169,7 @@ def _run_online(
 
 @contextmanager
 def _connect(engine: Engine, prepare: Callable[[Connection], Any] | None) -> Iterator[Connection]:
-    with engine.connect() as connection, foreign_keys_off(connection):
+    with engine.connect() as connection:
         if prepare is not None:
             prepare(connection)
         yield connection
