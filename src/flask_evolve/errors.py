@@ -49,7 +49,6 @@ class UserInputError(MigrationError):
 
 _MULTIPLE_HEADS = re.compile(r"Multiple head revisions are present|Multiple heads are present")
 _UNKNOWN_DB_REVISION = re.compile(r"Can't locate revision identified by '([^']+)'")
-_MISSING_DIR = re.compile(r"Path doesn't exist: '?([^'.]+(?:\.[^'.]+)*)'?")
 
 
 def explain_alembic_error(
