@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.migration import MigrationContext
+from alembic.operations import ops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
@@ -176,13 +177,23 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def migration_code(connection: sa.Connection, metadata: sa.MetaData, *, skip: bool) -> str:
-    """The upgrade operations Alembic autogenerates for ``metadata``, rendered as Python."""
+def migration_code(connection: sa.Connection, metadata: sa.MetaData, *, skip: bool) -> list[str]:
+    """The upgrade operations Alembic autogenerates for ``metadata``, each rendered as Python, sorted.
+
+    Sorted because Alembic orders some operations (foreign-key drops) by set iteration, which
+    changes with the hash seed: the two paths must produce the same operations, in any order.
+    """
     opts: dict[str, Any] = {"compare_type": True, "compare_server_default": True}
     if skip:
         opts = skip_unchanged_tables(connection, metadata, opts)
     context = MigrationContext.configure(connection, opts=opts)
-    return render_python_code(produce_migrations(context, metadata).upgrade_ops)
+    rendered = []
+    for op in produce_migrations(context, metadata).upgrade_ops.ops:
+        inner = op.ops if isinstance(op, ops.ModifyTableOps) else [op]
+        for each in inner:
+            wrapped = ops.ModifyTableOps(op.table_name, [each]) if each is not op else each
+            rendered.append(render_python_code(ops.UpgradeOps(ops=[wrapped])))
+    return sorted(rendered)
 
 
 def test_a_database_made_from_the_models_is_unchanged(engine: sa.Engine) -> None:
@@ -208,7 +219,7 @@ def test_every_change_is_still_detected(engine: sa.Engine, change: str) -> None:
         full = migration_code(connection, metadata, skip=False)
     assert fast == full
     if key not in ALEMBIC_MISSES | NO_DDL_CHANGE:
-        assert "pass" not in fast.split("\n")[1], f"{change} went undetected:\n{fast}"
+        assert fast, f"{change} went undetected"
 
 
 def test_the_apps_own_filters_still_apply(engine: sa.Engine) -> None:
@@ -222,8 +233,8 @@ def test_the_apps_own_filters_still_apply(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         opts = skip_unchanged_tables(connection, metadata, {"include_object": include_object})
         context = MigrationContext.configure(connection, opts=opts)
-        ops = produce_migrations(context, metadata).upgrade_ops
-    assert ops is not None and ops.is_empty()
+        upgrade_ops = produce_migrations(context, metadata).upgrade_ops
+    assert upgrade_ops is not None and upgrade_ops.is_empty()
     assert ("age", "column") in seen
 
 
