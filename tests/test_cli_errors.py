@@ -105,6 +105,15 @@ def test_multiple_heads(sqlite_project: Project) -> None:
         )
     assert project.version() == ["r1"]
     assert folder_state(project.migrations) == before
+
+    project.flask("db", "upgrade", "left")
+    one_line_error(
+        project.flask("db", "migrate", ok=False),
+        "Error: 'migrations' has 2 head revisions and the database is not at all of them: "
+        "run `flask db merge heads`, then `flask db upgrade`, then try again.",
+    )
+    assert project.version() == ["left"]
+    assert folder_state(project.migrations) == before
     project.flask("db", "upgrade", "heads")
     assert project.version() == ["left", "right"]
 

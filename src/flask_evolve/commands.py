@@ -60,6 +60,16 @@ def _database_revisions() -> tuple[str, ...]:
         return ()
 
 
+def _head_count(directory: PathLike | None) -> int:
+    """How many heads the migrations folder has, or 1 if it cannot tell (only read on error paths)."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        return len(ScriptDirectory.from_config(_config(directory)).get_heads())
+    except Exception:
+        return 1
+
+
 @contextmanager
 def _explained(directory: PathLike | None) -> Iterator[None]:
     """Turn Alembic's errors into one-line MigrationErrors that say what to run next."""
@@ -92,12 +102,14 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     except CommandError as exc:
         message = str(exc)
         revisions = _database_revisions() if "Can't locate revision" in message else ()
+        heads = _head_count(directory) if "not up to date" in message else 1
         raise MigrationError(
             explain_alembic_error(
                 message,
                 directory=_directory(directory),
                 command=_migrate_extension().command,
                 database_revisions=revisions,
+                head_count=heads,
             )
         ) from exc
     except Exception as exc:

@@ -57,6 +57,7 @@ def explain_alembic_error(
     directory: str,
     command: str = "db",
     database_revisions: tuple[str, ...] = (),
+    head_count: int = 1,
 ) -> str:
     """Turn an Alembic ``CommandError`` message into one line that says what to run next.
 
@@ -65,6 +66,8 @@ def explain_alembic_error(
     :param command: the CLI group name (``db`` unless renamed).
     :param database_revisions: the revisions the database records, if known,
         to tell an unknown database revision from a typo in an argument.
+    :param head_count: how many heads the folder has, when the database is
+        behind: upgrading cannot help while the history is split.
     """
     first_line = message.strip().splitlines()[0] if message.strip() else message
     flask_cmd = f"flask {command}"
@@ -89,6 +92,11 @@ def explain_alembic_error(
             )
         return (
             f"No revision '{rev}' in '{directory}': `{flask_cmd} history` lists the revisions."
+        )
+    if "Target database is not up to date" in first_line and head_count > 1:
+        return (
+            f"'{directory}' has {head_count} head revisions and the database is not at all of them: "
+            f"run `{flask_cmd} merge heads`, then `{flask_cmd} upgrade`, then try again."
         )
     if "Target database is not up to date" in first_line:
         return (
