@@ -362,6 +362,32 @@ def test_status_shows_revisions_pending_risks_and_drift(sqlite_project: Project,
     assert status["drift"] is drifted
 
 
+def test_status_shows_the_archive_size(project: Project) -> None:
+    history(project)
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36), ('Grace', 45)")
+    assert "Archive:          empty" in project.flask("db", "status", "--no-drift").stdout
+
+    project.write_app(EMPLOYEE.format(extra=""))
+    project.flask("db", "migrate", "-m", "drop age")
+    project.flask("db", "upgrade")
+
+    text = project.flask("db", "status").stdout
+    assert "in 1 table(s), 2 row(s) kept for downgrades (`flask db archive` lists them" in text
+    assert "Drift:            no" in text  # the archive table is not drift
+    status = json.loads(project.flask("db", "status", "--format", "json").stdout)
+    [table] = status["archive"]["tables"]
+    assert (table["kept"], table["dropped_by"], table["rows"]) == ("employee.age", "upgrade", 2)
+    assert table["bytes"] > 0 and status["archive"]["bytes"] == table["bytes"]
+    assert status["archive"]["rows"] == 2
+    assert project.rows("employee", order_by="id") == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]
+
+    project.flask("db", "archive", "--purge")
+    assert json.loads(project.flask("db", "status", "--format", "json", "--no-drift").stdout)["archive"] == {
+        "tables": [], "rows": 0, "bytes": 0
+    }
+
+
 def test_the_safety_commands_work_from_python(sqlite_project: Project) -> None:
     import subprocess
     import sys

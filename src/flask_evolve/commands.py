@@ -806,7 +806,9 @@ def status(
     config = _config(directory)
     engine = _migrate_extension().require_db().engine
     with _explained(directory):
-        return gather(config, engine, ignore=_lint_ignore(), check_drift=drift, scratch_url=scratch_url)
+        result = gather(config, engine, ignore=_lint_ignore(), check_drift=drift, scratch_url=scratch_url)
+    result.command = f"flask {_migrate_extension().command}"
+    return result
 
 
 def parse_fill(values: Iterable[str]) -> dict[str, str]:
@@ -873,19 +875,9 @@ def archive(
             table.on,
             table.what,
             table.rows,
-            _bytes(table.size),
+            archive_store.human_size(table.size),
         )
     total = sum(t.size or 0 for t in kept)
-    config.print_stdout("%d archive table(s), %s in all.", len(kept), _bytes(total))
+    config.print_stdout("%d archive table(s), %s in all.", len(kept), archive_store.human_size(total))
     return kept
 
-
-def _bytes(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

@@ -41,6 +41,18 @@ class ArchivedTable:
         return ", ".join(f"{self.table}.{c}" for c in self.columns)
 
 
+def human_size(size: int | None) -> str:
+    """``size`` bytes in words (``16.0 KiB``), or ``?`` when unknown."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 def _size(connection: Connection, name: str, schema: str | None) -> int | None:
     try:
         if connection.dialect.name == "postgresql":

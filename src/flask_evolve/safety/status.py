@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from flask_evolve.runtime.archive_store import ArchivedTable, human_size, list_archive
 from flask_evolve.safety.capture import CaptureError
 from flask_evolve.safety.drift import drift, recorded_revisions
 from flask_evolve.safety.lint import lint_script
@@ -37,6 +38,15 @@ class Status:
     drift: list[str] | None
     drift_error: str | None = None
     drift_checked: bool = True
+    archive: list[ArchivedTable] = field(default_factory=list)
+    #: How the user calls the migration commands, for the hints.
+    command: str = "flask db"
+
+    @property
+    def archive_bytes(self) -> int | None:
+        """The archive's size on disk, or None when the database cannot tell."""
+        sizes = [t.size for t in self.archive]
+        return None if None in sizes else sum(s for s in sizes if s is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +66,21 @@ class Status:
             "drift_details": self.drift or [],
             "drift_error": self.drift_error,
             "drift_checked": self.drift_checked,
+            "archive": {
+                "tables": [
+                    {
+                        "name": t.name,
+                        "revision": t.revision,
+                        "dropped_by": t.on,
+                        "kept": t.what,
+                        "rows": t.rows,
+                        "bytes": t.size,
+                    }
+                    for t in self.archive
+                ],
+                "rows": sum(t.rows for t in self.archive),
+                "bytes": self.archive_bytes,
+            },
         }
 
     def to_json(self) -> str:
@@ -92,6 +117,15 @@ class Status:
             lines += [f"  {d}" for d in self.drift]
         else:
             lines.append(f"Drift:            {style('no', fg='green')}")
+        if not self.archive:
+            lines.append("Archive:          empty")
+        else:
+            rows = sum(t.rows for t in self.archive)
+            size = style(human_size(self.archive_bytes), fg="cyan", bold=True)
+            lines.append(
+                f"Archive:          {size} in {len(self.archive)} table(s), {rows} row(s) "
+                f"kept for downgrades (`{self.command} archive` lists them, `--purge` deletes them)"
+            )
         return "\n".join(lines)
 
 
@@ -124,7 +158,9 @@ def status(
             with live.connect() as connection:
                 entry.findings = measure(entry.findings, connection)
         pending.append(entry)
-    result = Status(current, heads, pending, None, drift_checked=check_drift)
+    with live.connect() as connection:
+        archive = list_archive(connection, [r.revision for r in script.walk_revisions()])
+    result = Status(current, heads, pending, None, drift_checked=check_drift, archive=archive)
     if check_drift:
         try:
             result.drift = drift(config, live, scratch_url)
