@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 
 from flask_evolve.safety.scratch import scratch_engine
-from flask_evolve.safety.verify import run_scripts, verify_history, verify_new_revision
+from flask_evolve.safety.verify import Target, run_scripts, verify_history, verify_new_revision
 
 TABLES = 50
 
@@ -65,7 +65,7 @@ def bench_verify(url: str, sizes: list[int]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             config = make_history(Path(tmp), size)
             started = time.perf_counter()
-            result = verify_history(config, url, None)
+            result = verify_history(config, [Target(sa.create_engine(url))])
             elapsed = time.perf_counter() - started
             assert result.ok, result.summary()
             print(f"verify  {sa.make_url(url).get_backend_name():<10} {size:>5} revisions  {elapsed:8.2f}s"
@@ -84,7 +84,7 @@ def bench_migrate_gain(url: str, repeat: int = 3) -> None:
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
-            result = verify_new_revision(config, "new", live)
+            result = verify_new_revision(config, "new", [Target(live)])
             times.append(time.perf_counter() - started)
             assert result.ok, result.summary()
         backend = sa.make_url(url).get_backend_name()

@@ -8,6 +8,8 @@ import textwrap
 import pytest
 
 from tests.harness import Project
+from tests.test_cli_multidb import BINDS, GROUP_LABEL
+from tests.test_cli_multidb import MODELS as MULTIDB_MODELS
 
 EMPLOYEE = """
 class Employee(db.Model):
@@ -167,6 +169,44 @@ def test_lint_flags_existing_scripts_and_can_be_silenced(sqlite_project: Project
     assert "EV102" not in project.flask("db", "lint").stdout
 
 
+def test_lint_checks_data_migrations_that_use_get_bind(sqlite_project: Project) -> None:
+    project = sqlite_project
+    history(project, extra="    email = db.Column(db.String(80), nullable=False)")
+    write_revision(project, "r3", "r2", """
+        op.add_column("employee", sa.Column("email", sa.String(80), nullable=True))
+        bind = op.get_bind()
+        for id_, name in bind.execute(sa.text("SELECT id, name FROM employee")).fetchall():
+            email = f"{name.lower()}@example.com"
+            bind.execute(sa.text("UPDATE employee SET email = :e WHERE id = :i"), {"e": email, "i": id_})
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.alter_column("email", existing_type=sa.String(80), nullable=False)
+            batch_op.drop_column("age")
+    """, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.Integer(), nullable=True))
+            batch_op.drop_column("email")
+    """, "email")
+    # Needs a row to exist: offline there is none, so it cannot be followed to its end.
+    write_revision(project, "r4", "r3", """
+        count = op.get_bind().execute(sa.text("SELECT count(*) FROM employee")).scalar()
+        if count > 0:
+            op.drop_column("employee", "email")
+    """, "pass", "needs rows")
+
+    lint = project.flask("db", "lint", "--format", "json", ok=False)
+    report = json.loads(lint.stdout)
+    assert {(f["revision"], f["rule"]) for f in report["findings"]} >= {("r3", "EV201"), ("r3", "EV102")}
+    assert list(report["uncaptured"]) == ["r4"] and "TypeError" in report["uncaptured"]["r4"]
+    assert "Traceback" not in lint.stderr
+    text = project.flask("db", "lint", ok=False).stdout
+    assert "r4  not checked: its upgrade() could not be captured (TypeError" in text
+
+    project.flask("db", "upgrade", "r2")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36)")
+    project.flask("db", "upgrade", "r3")
+    assert project.rows("employee") == [{"id": 1, "name": "Ada", "email": "ada@example.com"}]
+
+
 def test_lint_rules_lists_every_rule(sqlite_project: Project) -> None:
     sqlite_project.write_app(EMPLOYEE.format(extra=""))
     listing = sqlite_project.flask("db", "lint", "--rules").stdout
@@ -197,6 +237,73 @@ def test_verify_catches_a_downgrade_that_does_not_restore_a_column(project: Proj
     assert "FAIL r3" in result.stdout
     assert "after downgrade, column employee.age is missing" in result.stdout
     assert "downgrade() does nothing" in result.stdout
+
+
+def test_verify_compares_server_defaults_whatever_their_spelling(project: Project) -> None:
+    history(project, extra="    age = db.Column(db.Integer)\n    nickname = db.Column(db.String(30))")
+    write_revision(project, "r2", "r1", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.Integer(), server_default="0", nullable=True))
+    """, DROP_AGE, "age")
+    drop_default = """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.alter_column("age", existing_type=sa.Integer(), server_default=None)
+            batch_op.add_column(sa.Column("nickname", sa.String(30), nullable=True))
+    """
+    # The default comes back written as 0 where r2 wrote '0': the same default.
+    write_revision(project, "r3", "r2", drop_default, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_column("nickname")
+            batch_op.alter_column("age", existing_type=sa.Integer(), server_default=sa.text("(0)"))
+    """, "no default")
+    assert "verify: OK: 3 revision(s)" in project.flask("db", "verify").stdout
+
+    write_revision(project, "r3", "r2", drop_default, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_column("nickname")
+    """, "no default")
+    result = project.flask("db", "verify", ok=False)
+    assert "FAIL r3" in result.stdout
+    assert "after downgrade, column employee.age has no server default, expected server default 0" in (
+        result.stdout
+    )
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name) VALUES ('Ada')")
+    assert project.rows("employee") == [{"id": 1, "name": "Ada", "age": None, "nickname": None}]
+
+
+def test_verify_catches_a_downgrade_that_does_not_restore_a_check_constraint(project: Project) -> None:
+    history(project, extra=AGE + "\n    nickname = db.Column(db.String(30))")
+    write_revision(project, "r2", "r1", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.add_column(sa.Column("age", sa.Integer(), nullable=True))
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.create_check_constraint("ck_employee_age", "age >= 0")
+    """, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_constraint("ck_employee_age", type_="check")
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_column("age")
+    """, "age")
+    write_revision(project, "r3", "r2", """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_constraint("ck_employee_age", type_="check")
+            batch_op.add_column(sa.Column("nickname", sa.String(30), nullable=True))
+    """, """
+        with op.batch_alter_table("employee") as batch_op:
+            batch_op.drop_column("nickname")
+    """, "no check")
+
+    result = project.flask("db", "verify", ok=False)
+    assert "ok   r2" in result.stdout and "FAIL r3" in result.stdout
+    missing = [line for line in result.stdout.splitlines() if line.strip().startswith("after downgrade,")]
+    assert len(missing) == 1 and "age >= 0" in missing[0] and missing[0].endswith("on employee is missing")
+
+    project.flask("db", "upgrade", "r2")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36)")
+    with pytest.raises(Exception, match=r"(?i)check"):
+        project.execute("INSERT INTO employee (name, age) VALUES ('Bob', -1)")
+    assert project.rows("employee") == [{"id": 1, "name": "Ada", "age": 36}]
 
 
 def test_verify_catches_a_missing_downgrade(sqlite_project: Project) -> None:
@@ -265,6 +372,61 @@ def test_a_sqlite_project_verifies_its_history_on_postgresql(
     assert project.tables() <= {"alembic_version"}
 
 
+def test_verify_replays_every_database_of_a_multidb_project(
+    project: Project, second_database_url: str
+) -> None:
+    env = {"BIND_URL": second_database_url}
+    bind = Project(project.path, second_database_url)
+    project.write_app(MULTIDB_MODELS.format(extra=""), config=BINDS)
+    project.flask("db", "init", "--multidb", env=env)
+    initial = project.flask("db", "migrate", "-m", "initial", env=env)
+    assert "[default] initial" in initial.stderr and "[db1] initial" in initial.stderr
+    assert "verify: OK" in initial.stderr
+    project.flask("db", "upgrade", env=env)
+    bind.execute("INSERT INTO \"group\" (name) VALUES ('admins')")
+    project.write_app(MULTIDB_MODELS.format(extra=GROUP_LABEL), config=BINDS)
+    label = project.flask("db", "migrate", "-m", "label", env=env)
+    assert "ok   " in label.stderr and "[db1] label" in label.stderr and "verify: OK" in label.stderr
+    [label_rev] = [p for p in (project.migrations / "versions").glob("*_label.py")]
+    revision = label_rev.name.split("_")[0]
+
+    result = project.flask("db", "verify", env=env)
+    for database in ("default", "db1"):
+        assert f"[{database}] initial" in result.stdout and f"[{database}] label" in result.stdout
+    assert "verify: OK: 2 revision(s) replayed on 2 databases" in result.stdout
+    # Neither live database was touched.
+    assert project.tables() == {"user", "alembic_version"} and bind.tables() == {"group", "alembic_version"}
+    assert bind.rows("group") == [{"id": 1, "name": "admins"}]
+
+    # The bind's downgrade forgets to drop the column it added: only db1's step fails.
+    script = label_rev.read_text()
+    downgrade_db1 = script.split("def downgrade_db1():")[1]
+    label_rev.write_text(script.replace(downgrade_db1, "\n    pass\n"))
+    broken = project.flask("db", "verify", env=env, ok=False)
+    assert f"ok   {revision}  [default] label" in broken.stdout
+    assert f"FAIL {revision}  [db1] label" in broken.stdout
+    assert "after downgrade, column group.label is extra" in broken.stdout
+    assert "verify: FAILED (1 problem)" in broken.stdout
+    steps = json.loads(project.flask("db", "verify", "--format", "json", env=env, ok=False).stdout)["steps"]
+    assert [(s["database"], s["ok"]) for s in steps] == [
+        ("", True), ("", True), ("db1", True), ("db1", False)
+    ]
+    label_rev.write_text(script)
+
+    # A model of the bind that no migration creates.
+    project.write_app(
+        MULTIDB_MODELS.format(extra=GROUP_LABEL + "\n    rank = db.Column(db.Integer)"),
+        config=BINDS,
+    )
+    stale = project.flask("db", "verify", env=env, ok=False)
+    assert "[db1] head does not match the models: add_column group.rank" in stale.stdout
+    assert "[default] head does not match" not in stale.stdout
+
+    project.flask("db", "upgrade", env=env)
+    assert bind.rows("group") == [{"id": 1, "name": "admins", "label": None}]
+    bind.dispose()
+
+
 # -- check ----------------------------------------------------------------------------------
 
 
@@ -291,6 +453,40 @@ def test_check_tells_models_changed_not_at_head_and_drift_apart(project: Project
     changed = project.flask("db", "check", ok=False)
     assert changed.returncode == 1
     assert "New upgrade operations detected: add_column employee.email" in changed.stderr
+
+
+FILTERS = (
+    "version_table='my_version', "
+    "include_object=lambda obj, name, kind, reflected, other: not (kind == 'table' and name == 'legacy'), "
+    "include_name=lambda name, kind, parents: not (kind == 'column' and name.startswith('tmp_'))"
+)
+
+
+def test_drift_leaves_out_what_migrations_do_not_manage(project: Project) -> None:
+    history(project, migrate_args=FILTERS)
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name, age) VALUES ('Ada', 36)")
+    # A dropped column is archived (an _evolve_archive_ table), checked on a scratch copy that records
+    # its revision in the app's own version table.
+    project.write_app(EMPLOYEE.format(extra=""), migrate_args=FILTERS)
+    assert "verify: OK" in project.flask("db", "migrate", "-m", "drop age").stderr
+    project.flask("db", "upgrade")
+    assert {"my_version", "employee"} <= project.tables(archive=True)
+    assert any(t.startswith("_evolve_archive_") for t in project.tables(archive=True))
+
+    # Made by hand, but left out of migrations by the app's include_object / include_name.
+    project.execute("CREATE TABLE legacy (id INTEGER PRIMARY KEY)")
+    project.execute("ALTER TABLE employee ADD COLUMN tmp_cache VARCHAR(10)")
+    assert "No new upgrade operations detected" in project.flask("db", "check", "--drift").stdout
+    assert "Drift:            no" in project.flask("db", "status").stdout
+
+    project.execute("ALTER TABLE employee ADD COLUMN nickname VARCHAR(30)")
+    drift = project.flask("db", "check", ok=False)
+    assert drift.returncode == 4
+    assert "(column employee.nickname is extra)" in drift.stderr
+    status = json.loads(project.flask("db", "status", "--format", "json").stdout)
+    assert status["drift"] is True and status["drift_details"] == ["column employee.nickname is extra"]
+    assert project.rows("employee") == [{"id": 1, "name": "Ada", "tmp_cache": None, "nickname": None}]
 
 
 # -- "No changes in schema detected" explained ---------------------------------------------

@@ -380,7 +380,7 @@ def migrate(
     if rendered is not None:
         config.print_stdout("# Dry run: this script was not written.\n%s", rendered)
         return None
-    if written and not sql and _verify_wanted(config, verify) and not _multidb():
+    if written and not sql and _verify_wanted(config, verify):
         _verify_new_revision(config, written)
     if not written:
         if exit_code:
@@ -397,10 +397,21 @@ def _print_reports(reports: Sequence[Any]) -> None:
             sys.stderr.write(report.render(colour=sys.stderr.isatty()) + "\n")
 
 
-def _multidb() -> bool:
-    from flask_evolve.environment import bind_names
+def _verify_targets(scripts: Iterable[Any]) -> list[Any]:
+    """The databases to verify: each bind too when the folder's scripts are multi-database ones.
 
-    return bool(bind_names())
+    :param scripts: revisions of the folder (none: a multi-database folder
+        when the app has binds).
+    """
+    from flask_evolve.environment import app_databases, bind_names
+    from flask_evolve.safety.capture import is_multidb_script
+    from flask_evolve.safety.verify import Target
+
+    revisions = list(scripts)
+    multidb = any(is_multidb_script(r) for r in revisions) if revisions else bool(bind_names())
+    return [
+        Target(d.engine, d.metadata, d.name if multidb else None) for d in app_databases(multidb=multidb)
+    ]
 
 
 def _verify_wanted(config: AlembicConfig, verify: bool | None) -> bool:
@@ -415,18 +426,20 @@ def _verify_new_revision(config: AlembicConfig, written: Any) -> None:
     """Upgrade, downgrade and upgrade the new step on a scratch copy of the live schema; warn on failure."""
     import sys
 
-    from flask_evolve.environment import default_engine
+    from flask_evolve.safety.drift import version_table_of
     from flask_evolve.safety.verify import verify_new_revision
 
     scripts = written if isinstance(written, list) else [written]
-    engine = default_engine()
-    if hasattr(engine, "sync_engine"):
+    targets = _verify_targets(scripts)
+    if any(hasattr(t.engine, "sync_engine") for t in targets):
         # The scratch copy is built through a synchronous connection; an
         # AsyncEngine (aioflask, Alchemical) has none outside its event loop.
         sys.stderr.write("Verify skipped: the app's database is an AsyncEngine.\n")
         return
     for script in scripts:
-        result = verify_new_revision(config, script.revision, engine)
+        result = verify_new_revision(
+            config, script.revision, targets, version_table=version_table_of(_compare_args())
+        )
         sys.stderr.write(result.summary() + "\n")
         if not result.ok:
             sys.stderr.write(
@@ -655,7 +668,7 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
 
     from flask_evolve.environment import bind_names
     from flask_evolve.safety.drift import drift as drift_of
-    from flask_evolve.safety.drift import recorded_revisions
+    from flask_evolve.safety.drift import recorded_revisions, version_table_of
     from flask_evolve.safety.verify import compare_with_models, describe_diff
 
     config = _config(directory)
@@ -668,7 +681,7 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
     with _explained(directory):
         heads = set(ScriptDirectory.from_config(config).get_heads())
     with engine.connect() as connection:
-        current = recorded_revisions(connection)
+        current = recorded_revisions(connection, version_table_of(_compare_args()))
         if heads and set(current or ()) != heads:
             at = ", ".join(current) if current else "no revision"
             raise CheckError(
@@ -680,7 +693,8 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
     if not diffs and not drift:
         config.print_stdout("No new upgrade operations detected.")
         return
-    drifted = _drift_or_none(lambda: drift_of(config, engine)) if heads else None
+    compare_args = _compare_args()
+    drifted = _drift_or_none(lambda: drift_of(config, engine, compare_args=compare_args)) if heads else None
     if drifted:
         raise CheckError(
             f"The database differs from what revision {', '.join(current or ())} should look like "
@@ -740,21 +754,17 @@ def verify(
         file, or a temporary PostgreSQL database created and dropped here.
     :param on_step: called with each step's result as it finishes.
     """
+    from alembic.script import ScriptDirectory
+
     from flask_evolve.safety.verify import verify_history
 
     config = _config(directory)
-    if _multidb():
-        raise MigrationError(
-            "verify does not handle multi-database apps yet: it replays the default database only "
-            "when SQLALCHEMY_BINDS is empty."
-        )
-    engine = _migrate_extension().require_db().engine
     with _explained(directory):
+        targets = _verify_targets(ScriptDirectory.from_config(config).walk_revisions())
         return _scratch(
             lambda: verify_history(
                 config,
-                engine.url,
-                _metadata(),
+                targets,
                 scratch_url=scratch_url,
                 compare_args=_compare_args(),
                 on_step=on_step,
@@ -806,7 +816,14 @@ def status(
     config = _config(directory)
     engine = _migrate_extension().require_db().engine
     with _explained(directory):
-        result = gather(config, engine, ignore=_lint_ignore(), check_drift=drift, scratch_url=scratch_url)
+        result = gather(
+            config,
+            engine,
+            ignore=_lint_ignore(),
+            check_drift=drift,
+            scratch_url=scratch_url,
+            compare_args=_compare_args(),
+        )
     result.command = f"flask {_migrate_extension().command}"
     return result
 

@@ -8,11 +8,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Result
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
 if TYPE_CHECKING:
     from alembic.operations.ops import MigrateOperation
+    from alembic.script import Script
 
 
 class _BatchTarget:
@@ -23,25 +27,61 @@ class _BatchTarget:
         self.schema = schema
 
 
+class OfflineBind:
+    """What ``op.get_bind()`` gives a script while it is captured: no database, and no rows.
+
+    Data migrations read and write rows between schema operations; offline
+    there are none, so every query returns an empty result (a real SQLAlchemy
+    ``Result``) and the script goes on to its next operation. Code that needs
+    a row to exist still fails, and the revision is reported as not checked.
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+
+    def execute(self, statement: Any, *args: Any, **kw: Any) -> Result[Any]:
+        return IteratorResult(SimpleResultMetaData(["value"]), iter([]))
+
+    exec_driver_sql = execute
+
+    def scalar(self, statement: Any, *args: Any, **kw: Any) -> None:
+        return None
+
+    def scalars(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        return self.execute(statement).scalars()
+
+    def commit(self) -> None:
+        pass
+
+    rollback = commit
+
+
 class _RecordingBatchOperations(BatchOperations):
-    def __init__(self, migration_context: MigrationContext, target: _BatchTarget, record: Any) -> None:
+    def __init__(
+        self, migration_context: MigrationContext, target: _BatchTarget, record: Any, bind: OfflineBind
+    ) -> None:
         super().__init__(migration_context, impl=target)  # type: ignore[arg-type]
         self._record = record
+        self._bind = bind
 
     def invoke(self, operation: MigrateOperation) -> Any:
         return self._record(operation)
 
+    def get_bind(self) -> Any:
+        return self._bind
 
-def recording_operations(migration_context: MigrationContext) -> tuple[Operations, list[MigrateOperation]]:
-    """An ``op`` that records each operation instead of running it, and the list it records into.
+
+def record_into(operations: Operations, recorded: list[MigrateOperation]) -> None:
+    """Make ``operations`` (the ``op`` of ``Operations.context()``) record each operation into
+    ``recorded`` instead of running it.
 
     Every ``op.*`` call builds an operation object and hands it to ``invoke()``,
     so recording there sees exactly what the script asks for, batch blocks included.
-    It is a plain ``Operations`` (with ``invoke`` replaced on the instance) because
-    Alembic's ``op`` proxy only accepts that class.
+    Alembic's ``op`` module calls the methods of the installed instance, so replacing
+    them on that instance is enough.
     """
-    recorded: list[MigrateOperation] = []
-    operations = Operations(migration_context)
+    migration_context = operations.migration_context
+    bind = OfflineBind(migration_context.dialect)
 
     def invoke(operation: MigrateOperation) -> Any:
         recorded.append(operation)
@@ -52,11 +92,11 @@ def recording_operations(migration_context: MigrationContext) -> tuple[Operation
 
     @contextmanager
     def batch_alter_table(table_name: str, schema: str | None = None, **kw: Any) -> Iterator[BatchOperations]:
-        yield _RecordingBatchOperations(migration_context, _BatchTarget(table_name, schema), invoke)
+        yield _RecordingBatchOperations(migration_context, _BatchTarget(table_name, schema), invoke, bind)
 
     operations.invoke = invoke  # type: ignore[method-assign]
     operations.batch_alter_table = batch_alter_table  # type: ignore[method-assign]
-    return operations, recorded
+    operations.get_bind = lambda: bind  # type: ignore[assignment,method-assign,return-value]
 
 
 @contextmanager
@@ -71,6 +111,13 @@ def quiet_alembic() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def is_multidb_script(revision: Script) -> bool:
+    """Whether a revision script is a multi-database one: ``upgrade(engine_name)`` dispatches per database."""
+    import inspect
+
+    return bool(inspect.signature(revision.module.upgrade).parameters)
+
+
 class CaptureError(Exception):
     """The script raised while its operations were being recorded."""
 
@@ -79,7 +126,7 @@ def capture(fn: Callable[[], Any], dialect: str) -> list[MigrateOperation]:
     """Call a script's ``upgrade`` or ``downgrade`` with ``alembic.op`` recording, and return the ops.
 
     Runs offline (``as_sql``) for ``dialect``, so nothing touches a database;
-    a script that reads data through ``op.get_bind()`` cannot be captured.
+    ``op.get_bind()`` gives an :class:`OfflineBind`, whose queries find no rows.
 
     :raises CaptureError: the function raised; the message says what.
     """
@@ -87,13 +134,15 @@ def capture(fn: Callable[[], Any], dialect: str) -> list[MigrateOperation]:
         context = MigrationContext.configure(
             dialect_name=dialect, opts={"as_sql": True, "output_buffer": io.StringIO()}
         )
-    recorder, recorded = recording_operations(context)
-    # The same proxy swap Operations.context() does, with our recorder as `op`.
-    recorder._install_proxy()
-    try:
-        fn()
-    except Exception as exc:
-        raise CaptureError(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        recorder._remove_proxy()
+    recorded: list[MigrateOperation] = []
+    failure: Exception | None = None
+    with Operations.context(context) as operations:
+        record_into(operations, recorded)
+        # Caught inside the block: Operations.context() removes its `op` only when the block ends normally.
+        try:
+            fn()
+        except Exception as exc:
+            failure = exc
+    if failure is not None:
+        raise CaptureError(f"{type(failure).__name__}: {failure}") from failure
     return recorded

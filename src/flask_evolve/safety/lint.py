@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask_evolve.safety.capture import CaptureError, capture
+from flask_evolve.safety.capture import CaptureError, capture, is_multidb_script
 from flask_evolve.safety.rules import RULES, SEVERITIES, Finding, at_or_above, check_operations
 
 if TYPE_CHECKING:
@@ -96,10 +96,8 @@ def lint_script(revision: Script, dialect: str, ignore: Iterable[str] = ()) -> l
 
 def upgrade_functions(revision: Script) -> list[Any]:
     """``upgrade``, or in a multi-database script the ``upgrade_<bind>`` functions it dispatches to."""
-    import inspect
-
     module = revision.module
-    if inspect.signature(module.upgrade).parameters:
+    if is_multidb_script(revision):
         return [getattr(module, name) for name in sorted(dir(module)) if name.startswith("upgrade_")]
     return [module.upgrade]
 

@@ -99,8 +99,9 @@ def _drop_everything(engine: sa.Engine) -> None:
     metadata.drop_all(engine)
 
 
-def copy_schema(source: sa.Connection, target: sa.Connection) -> None:
-    """Recreate ``source``'s tables (empty) and its ``alembic_version`` rows in ``target``."""
+def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str = "alembic_version") -> None:
+    """Recreate ``source``'s tables (empty), and its recorded revisions (read from the app's
+    ``version_table``) in ``target``'s ``alembic_version``, where the scripts run without env.py look."""
     if source.dialect.name == "sqlite":
         # SQLite keeps each object's own DDL: replaying it gives an exact copy.
         statements = source.execute(
@@ -122,11 +123,11 @@ def copy_schema(source: sa.Connection, target: sa.Connection) -> None:
                 if default is not None and "nextval(" in str(getattr(default, "arg", "")):
                     column.server_default = None
         metadata.create_all(target)
-    if sa.inspect(source).has_table("alembic_version"):
-        versions = source.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
-        if source.dialect.name != "sqlite":
-            target.execute(
-                sa.text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
-            )
+    if sa.inspect(source).has_table(version_table):
+        quoted = source.dialect.identifier_preparer.quote(version_table)
+        versions = source.execute(sa.text(f"SELECT version_num FROM {quoted}")).scalars().all()
+        target.execute(
+            sa.text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        )
         for version in versions:
             target.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from flask_evolve.runtime.archive_store import ArchivedTable, human_size, list_archive
 from flask_evolve.safety.capture import CaptureError
-from flask_evolve.safety.drift import drift, recorded_revisions
+from flask_evolve.safety.drift import drift, recorded_revisions, version_table_of
 from flask_evolve.safety.lint import lint_script
 from flask_evolve.safety.report import _styler
 from flask_evolve.safety.rules import SEVERITIES, Finding, measure
@@ -136,14 +136,19 @@ def status(
     ignore: Iterable[str] = (),
     check_drift: bool = True,
     scratch_url: str | None = None,
+    compare_args: Mapping[str, Any] | None = None,
 ) -> Status:
-    """Gather the status of ``live`` against the migrations folder of ``config``."""
+    """Gather the status of ``live`` against the migrations folder of ``config``.
+
+    :param compare_args: the app's ``context.configure()`` arguments (version
+        table, include filters), which the drift check honours.
+    """
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(config)
     heads = tuple(sorted(script.get_heads()))
     with live.connect() as connection:
-        current = recorded_revisions(connection)
+        current = recorded_revisions(connection, version_table_of(compare_args))
     upper = set(current or ())
     pending: list[Pending] = []
     for revision in reversed(list(script.walk_revisions("base", "heads"))):
@@ -163,7 +168,7 @@ def status(
     result = Status(current, heads, pending, None, drift_checked=check_drift, archive=archive)
     if check_drift:
         try:
-            result.drift = drift(config, live, scratch_url)
+            result.drift = drift(config, live, scratch_url, compare_args=compare_args)
         except Exception as exc:
             result.drift_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return result

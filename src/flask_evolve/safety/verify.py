@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,28 @@ COMPARE_ARGS = (
 )
 
 
+def database_label(bind: str | None) -> str:
+    """How a database of a multi-database folder is named in the output."""
+    return bind or "default"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database whose history is replayed.
+
+    :param engine: the live database; only its kind and URL are used, except by
+        :func:`verify_new_revision`, which copies its schema.
+    :param metadata: the models of that database, to compare head with (None: skip).
+    :param bind: None for a single-database migrations folder; in a multi-database
+        one, ``""`` for the default database, else the bind key: the scripts run
+        with ``engine_name=bind`` (their ``upgrade_<bind>()`` functions).
+    """
+
+    engine: sa.Engine
+    metadata: sa.MetaData | None = None
+    bind: str | None = None
+
+
 @dataclass
 class Step:
     """One revision's round trip: upgrade, downgrade back, upgrade again."""
@@ -38,6 +60,8 @@ class Step:
     message: str
     timings: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The database of a multi-database folder ("" the default one, else the bind key), else None.
+    database: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -46,7 +70,8 @@ class Step:
     def line(self) -> str:
         times = "  ".join(f"{name} {seconds * 1000:.0f}ms" for name, seconds in self.timings.items())
         verdict = "ok" if self.ok else "FAIL"
-        text = f"  {verdict:<4} {self.revision}  {self.message[:40]:<40}  {times}".rstrip()
+        where = f"[{database_label(self.database)}] " if self.database is not None else ""
+        text = f"  {verdict:<4} {self.revision}  {where}{self.message[:40]:<40}  {times}".rstrip()
         return "\n".join([text, *(f"         {p}" for p in self.problems)])
 
 
@@ -71,7 +96,10 @@ class Verification:
         lines += [f"  FAIL {p}" for p in self.problems]
         failed = sum(not s.ok for s in self.steps) + len(self.problems)
         verdict = "OK" if self.ok else f"FAILED ({failed} problem{'s' if failed != 1 else ''})"
-        scope = self.scope or f"{len(self.steps)} revision(s) replayed"
+        databases = {s.database for s in self.steps if s.database is not None}
+        revisions = len({s.revision for s in self.steps})
+        on = f" on {len(databases)} databases" if len(databases) > 1 else ""
+        scope = self.scope or f"{revisions} revision(s) replayed{on}"
         lines.append(f"verify: {verdict}: {scope} in {self.seconds:.2f}s.")
         return lines
 
@@ -85,7 +113,7 @@ class Verification:
             "problems": self.problems,
             "steps": [
                 {"revision": s.revision, "message": s.message, "ok": s.ok, "timings": s.timings,
-                 "problems": s.problems}
+                 "problems": s.problems, "database": s.database}
                 for s in self.steps
             ],
         }
@@ -101,11 +129,17 @@ def run_scripts(
     *,
     downgrade: bool = False,
     script: ScriptDirectory | None = None,
+    bind: str | None = None,
+    version_table: str = "alembic_version",
 ) -> None:
     """Upgrade (or downgrade) ``connection`` to ``destination`` with the scripts alone.
 
     The project's env.py is skipped on purpose: it connects to the app's own
     database, and the scripts do not need it to run.
+
+    :param bind: in a multi-database folder, the database this connection stands
+        for: the scripts get ``engine_name=bind``, as the multidb env.py passes it.
+    :param version_table: where the scratch database records its revision.
     """
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
@@ -121,9 +155,9 @@ def run_scripts(
 
     directory = script
     with quiet_alembic(), EnvironmentContext(config, directory, fn=steps, destination_rev=destination) as env:
-        env.configure(connection=connection, target_metadata=None)
+        env.configure(connection=connection, target_metadata=None, version_table=version_table)
         with env.begin_transaction():
-            env.run_migrations()
+            env.run_migrations(**({} if bind is None else {"engine_name": bind}))
     if connection.in_transaction():
         connection.commit()
 
@@ -141,14 +175,15 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def has_downgrade(revision: Script, dialect: str) -> str | None:
+def has_downgrade(revision: Script, dialect: str, bind: str | None = None) -> str | None:
     """Why ``revision`` cannot be undone (its upgrade changes something, its downgrade nothing), or None."""
+    kw = {} if bind is None else {"engine_name": bind}
     try:
-        up = capture(revision.module.upgrade, dialect)
+        up = capture(lambda: revision.module.upgrade(**kw), dialect)
     except CaptureError:
         return None
     try:
-        down = capture(revision.module.downgrade, dialect)
+        down = capture(lambda: revision.module.downgrade(**kw), dialect)
     except CaptureError as exc:
         if "NotImplementedError" in str(exc):
             return "downgrade() raises NotImplementedError"
@@ -170,7 +205,9 @@ def _round_trip(
     down_target = revision.down_revision
 
     def run(destination: str, downgrade: bool = False) -> Callable[[], None]:
-        return lambda: run_scripts(config, connection, destination, downgrade=downgrade, script=script)
+        return lambda: run_scripts(
+            config, connection, destination, downgrade=downgrade, script=script, bind=step.database
+        )
 
     try:
         _timed(step.timings, "up", run(revision.revision))
@@ -237,19 +274,20 @@ def describe_diff(diff: Any) -> str:
 
 def verify_history(
     config: Config,
-    live_url: sa.URL | str,
-    metadata: sa.MetaData | None,
+    targets: Sequence[Target],
     *,
     scratch_url: str | None = None,
     compare_args: Mapping[str, Any] | None = None,
     on_step: Callable[[Step], None] | None = None,
 ) -> Verification:
-    """Replay the whole history on a scratch database.
+    """Replay the whole history on a scratch database, one per target database.
 
     Checks a single head; that every revision has a downgrade; for each step that
     upgrade works, downgrade restores exactly the previous schema and upgrade works
-    again; and that head matches ``metadata``.
+    again; and that head matches each target's models.
 
+    :param scratch_url: an empty database to replay on instead of a temporary
+        one; the targets use it one after the other (it is emptied in between).
     :param on_step: called after each step, to print progress as it happens.
     """
     from alembic.script import ScriptDirectory
@@ -262,13 +300,34 @@ def verify_history(
         result.problems.append(
             f"{len(heads)} heads ({', '.join(sorted(heads))}): run `merge heads` to join them."
         )
-    dialect = sa.make_url(scratch_url or live_url).get_backend_name()
-    with scratch_engine(live_url, scratch_url) as engine, engine.connect() as connection:
+    revisions = _ordered_revisions(script)
+    for target in targets:
+        _replay(config, script, revisions, target, result, scratch_url, compare_args, on_step,
+                compare_head=len(heads) <= 1)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _replay(
+    config: Config,
+    script: ScriptDirectory,
+    revisions: Sequence[Script],
+    target: Target,
+    result: Verification,
+    scratch_url: str | None,
+    compare_args: Mapping[str, Any] | None,
+    on_step: Callable[[Step], None] | None,
+    *,
+    compare_head: bool,
+) -> None:
+    """One target's replay, base to head, on its own scratch database; steps and problems go to ``result``."""
+    dialect = sa.make_url(scratch_url or target.engine.url).get_backend_name()
+    with scratch_engine(target.engine.url, scratch_url) as engine, engine.connect() as connection:
         before = schema_state(connection)
         broken = False
-        for revision in _ordered_revisions(script):
-            step = Step(revision.revision, revision.doc or "")
-            missing = has_downgrade(revision, dialect)
+        for revision in revisions:
+            step = Step(revision.revision, revision.doc or "", database=target.bind)
+            missing = has_downgrade(revision, dialect, target.bind)
             if missing:
                 step.problems.append(missing)
             if not broken:
@@ -280,30 +339,36 @@ def verify_history(
             result.steps.append(step)
             if on_step is not None:
                 on_step(step)
-        if not broken and metadata is not None and len(heads) <= 1:
-            diffs = compare_with_models(connection, metadata, compare_args)
+        if not broken and target.metadata is not None and compare_head:
+            diffs = compare_with_models(connection, target.metadata, compare_args)
             if diffs:
                 shown = "; ".join(describe_diff(d) for d in diffs[:5])
                 more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
+                where = f"[{database_label(target.bind)}] " if target.bind is not None else ""
                 result.problems.append(
-                    f"head does not match the models: {shown}{more}: run `migrate` to add a revision."
+                    f"{where}head does not match the models: {shown}{more}: run `migrate` to add a revision."
                 )
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 @contextmanager
-def scratch_copy(live: sa.Engine, scratch_url: str | None = None) -> Iterator[sa.Connection]:
+def scratch_copy(
+    live: sa.Engine, scratch_url: str | None = None, version_table: str = "alembic_version"
+) -> Iterator[sa.Connection]:
     """A scratch database holding an empty copy of ``live``'s schema and its recorded revision."""
     with scratch_engine(live.url, scratch_url) as engine, engine.connect() as connection:
         with live.connect() as source:
-            copy_schema(source, connection)
+            copy_schema(source, connection, version_table)
         connection.commit()
         yield connection
 
 
-def verify_new_revision(config: Config, revision: str, live: sa.Engine) -> Verification:
-    """Round-trip the just-written ``revision`` on a scratch copy of the live schema."""
+def verify_new_revision(
+    config: Config, revision: str, targets: Sequence[Target], *, version_table: str = "alembic_version"
+) -> Verification:
+    """Round-trip the just-written ``revision`` on a scratch copy of each target's live schema.
+
+    :param version_table: where the live databases record their revision.
+    """
     from alembic.script import ScriptDirectory
 
     started = time.perf_counter()
@@ -311,18 +376,19 @@ def verify_new_revision(config: Config, revision: str, live: sa.Engine) -> Verif
     script = ScriptDirectory.from_config(config)
     new = script.get_revision(revision)
     assert new is not None
-    step = Step(new.revision, new.doc or "")
-    try:
-        with scratch_copy(live) as connection:
-            missing = has_downgrade(new, connection.dialect.name)
-            if missing:
-                step.problems.append(missing)
-            _round_trip(config, connection, new, schema_state(connection), step, script)
-    except ScratchError as exc:
-        result.skipped = f"{exc} (--no-verify skips this step)"
-        return result
-    except Exception as exc:
-        step.problems.append(f"could not verify: {_first_line(exc)}")
-    result.steps.append(step)
+    for target in targets:
+        step = Step(new.revision, new.doc or "", database=target.bind)
+        try:
+            with scratch_copy(target.engine, version_table=version_table) as connection:
+                missing = has_downgrade(new, connection.dialect.name, target.bind)
+                if missing:
+                    step.problems.append(missing)
+                _round_trip(config, connection, new, schema_state(connection), step, script)
+        except ScratchError as exc:
+            result.skipped = f"{exc} (--no-verify skips this step)"
+            return result
+        except Exception as exc:
+            step.problems.append(f"could not verify: {_first_line(exc)}")
+        result.steps.append(step)
     result.seconds = time.perf_counter() - started
     return result
