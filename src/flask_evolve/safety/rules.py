@@ -71,27 +71,72 @@ class RuleContext:
 
 
 @dataclass(frozen=True)
+class Hit:
+    """What a rule's check returns when its operation is risky; the rule adds its ID and severity."""
+
+    message: str
+    column: str | None = None
+    probe: Probe | None = None
+
+
+Check = Callable[[Any, RuleContext], "Hit | None"]
+
+
+@dataclass(frozen=True)
 class Rule:
-    """A documented rule: stable ID, short name, severity, and why it matters."""
+    """A documented rule: stable ID, short name, severity, and why it matters.
+
+    :param on: the names of the Alembic operation classes it looks at.
+    :param dialects: the databases it applies to (empty: all).
+    :param judge: looks at one operation of those classes, on a table that
+        existed before the migration, and says what is risky about it (or None).
+    """
 
     id: str
     name: str
     severity: str
     category: str
-    check: Callable[[MigrateOperation, RuleContext], Iterable[Finding]]
+    on: tuple[str, ...]
+    judge: Check
     doc: str
     dialects: tuple[str, ...] = ()
+
+    def check(self, operation: MigrateOperation, ctx: RuleContext) -> list[Finding]:
+        """The rule's findings on ``operation`` (none or one)."""
+        from alembic.operations import ops
+
+        if self.dialects and ctx.dialect not in self.dialects:
+            return []
+        if not isinstance(operation, tuple(getattr(ops, name) for name in self.on)):
+            return []
+        table = _table_of(operation)
+        # A table created earlier in the same migration holds no rows and no readers yet.
+        if table in ctx.new_tables:
+            return []
+        hit = self.judge(operation, ctx)
+        if hit is None:
+            return []
+        return [Finding(self.id, self.severity, table, hit.message, column=hit.column, probe=hit.probe)]
 
 
 RULES: dict[str, Rule] = {}
 
 
 def rule(
-    id: str, name: str, severity: str, category: str, doc: str, dialects: tuple[str, ...] = ()
-) -> Callable[[Callable[[MigrateOperation, RuleContext], Iterable[Finding]]], Any]:
-    def register(fn: Callable[[MigrateOperation, RuleContext], Iterable[Finding]]) -> Any:
-        RULES[id] = Rule(id, name, severity, category, fn, doc, dialects)
-        return fn
+    id: str,
+    name: str,
+    severity: str,
+    category: str,
+    doc: str,
+    *,
+    on: tuple[str, ...],
+    dialects: tuple[str, ...] = (),
+) -> Callable[[Check], Check]:
+    """Register the decorated function as the judge of rule ``id``."""
+
+    def register(judge: Check) -> Check:
+        RULES[id] = Rule(id, name, severity, category, on, judge, doc, dialects)
+        return judge
 
     return register
 
@@ -264,18 +309,16 @@ def _describe(type_: Any) -> str:
     "data loss",
     "Dropping a table deletes every row in it. Keep the table until nothing reads it, "
     "or archive its rows first.",
+    on=("DropTableOp",),
 )
-def drop_table(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
+def drop_table(operation: Any, ctx: RuleContext) -> Hit:
+    table = operation.table_name
 
-    if isinstance(operation, ops.DropTableOp):
-        table = operation.table_name
+    def probe(connection: Connection) -> ProbeResult:
+        n = table_rows(connection, table)
+        return ProbeResult(f"{_rows(n)} will be deleted." if n else "The table is empty now.")
 
-        def probe(connection: Connection) -> ProbeResult:
-            n = table_rows(connection, table)
-            return ProbeResult(f"{_rows(n)} will be deleted." if n else "The table is empty now.")
-
-        yield Finding("EV101", "error", table, f"drops table {table}", probe=probe)
+    return Hit(f"drops table {table}", probe=probe)
 
 
 @rule(
@@ -284,24 +327,17 @@ def drop_table(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
     "error",
     "data loss",
     "Dropping a column deletes its values in every row; a downgrade brings the column back empty.",
+    on=("DropColumnOp",),
 )
-def drop_column(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
+def drop_column(operation: Any, ctx: RuleContext) -> Hit:
+    table, column = operation.table_name, operation.column_name
 
-    if isinstance(operation, ops.DropColumnOp) and operation.table_name not in ctx.new_tables:
-        table, column = operation.table_name, operation.column_name
+    def probe(connection: Connection) -> ProbeResult:
+        q = _quote(connection, column)
+        n = _scalar(connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL")
+        return ProbeResult(f"{_rows_of(n, table, 'holds', 'hold')} a value that will be lost." if n else None)
 
-        def probe(connection: Connection) -> ProbeResult:
-            q = _quote(connection, column)
-            n = _scalar(
-                connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL"
-            )
-            lost = f"{_rows_of(n, table, 'holds', 'hold')} a value that will be lost."
-            return ProbeResult(lost if n else None)
-
-        yield Finding(
-            "EV102", "error", table, f"drops column {table}.{column}", column=column, probe=probe
-        )
+    return Hit(f"drops column {table}.{column}", column, probe)
 
 
 @rule(
@@ -311,17 +347,14 @@ def drop_column(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
     "data loss",
     "Changing a column to a smaller type (shorter VARCHAR, smaller integer, fewer digits, "
     "DATETIME to DATE) truncates values, or fails on the rows that do not fit.",
+    on=("AlterColumnOp",),
 )
-def narrowing_type(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if not (isinstance(operation, ops.AlterColumnOp) and operation.modify_type is not None):
-        return
-    if operation.existing_type is None or operation.table_name in ctx.new_tables:
-        return
+def narrowing_type(operation: Any, ctx: RuleContext) -> Hit | None:
+    if operation.modify_type is None or operation.existing_type is None:
+        return None
     why = narrowing(operation.existing_type, operation.modify_type)
     if why is None:
-        return
+        return None
     table, column = operation.table_name, operation.column_name
     new_length = getattr(sqltypes.to_instance(operation.modify_type), "length", None)
     probe: Probe | None = None
@@ -337,7 +370,7 @@ def narrowing_type(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
                 f"{_rows_of(n, table, 'has', 'have')} a {column} longer than {new_length}." if n else None
             )
 
-    yield Finding("EV103", "error", table, f"{table}.{column}: {why}", column=column, probe=probe)
+    return Hit(f"{table}.{column}: {why}", column, probe)
 
 
 def _count_nulls(table: str, column: str) -> Probe:
@@ -350,6 +383,10 @@ def _count_nulls(table: str, column: str) -> Probe:
     return probe
 
 
+def _sets_not_null(operation: Any) -> bool:
+    return bool(operation.modify_nullable is False and operation.existing_nullable is not False)
+
+
 @rule(
     "EV201",
     "set-not-null",
@@ -357,47 +394,26 @@ def _count_nulls(table: str, column: str) -> Probe:
     "may fail on existing data",
     "SET NOT NULL fails if any row holds NULL, and adding a NOT NULL column without a server "
     "default fails if the table has rows. Fill the NULLs (or give a server_default) first.",
+    on=("AlterColumnOp", "AddColumnOp"),
 )
-def set_not_null(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+def set_not_null(operation: Any, ctx: RuleContext) -> Hit | None:
     from alembic.operations import ops
 
-    table = _table_of(operation)
-    if table in ctx.new_tables:
-        return
-    if (
-        isinstance(operation, ops.AlterColumnOp)
-        and operation.modify_nullable is False
-        and operation.existing_nullable is not False
-    ):
+    table = operation.table_name
+    if isinstance(operation, ops.AlterColumnOp):
+        if not _sets_not_null(operation):
+            return None
         column = operation.column_name
-        yield Finding(
-            "EV201",
-            "warning",
-            table,
-            f"sets {table}.{column} NOT NULL",
-            column=column,
-            probe=_count_nulls(table, column),
-        )
-    elif (
-        isinstance(operation, ops.AddColumnOp)
-        and operation.column.nullable is False
-        and operation.column.server_default is None
-        and not operation.column.primary_key
-    ):
-        column = operation.column.name
+        return Hit(f"sets {table}.{column} NOT NULL", column, _count_nulls(table, column))
+    new = operation.column
+    if new.nullable is not False or new.server_default is not None or new.primary_key:
+        return None
 
-        def probe(connection: Connection) -> ProbeResult:
-            n = table_rows(connection, table)
-            return ProbeResult(f"{table} has {_rows(n)}: this upgrade will fail." if n else None)
+    def probe(connection: Connection) -> ProbeResult:
+        n = table_rows(connection, table)
+        return ProbeResult(f"{table} has {_rows(n)}: this upgrade will fail." if n else None)
 
-        yield Finding(
-            "EV201",
-            "warning",
-            table,
-            f"adds NOT NULL column {table}.{column} without a server default",
-            column=column,
-            probe=probe,
-        )
+    return Hit(f"adds NOT NULL column {table}.{new.name} without a server default", new.name, probe)
 
 
 def _column_names(columns: Sequence[Any]) -> list[str] | None:
@@ -411,18 +427,15 @@ def _column_names(columns: Sequence[Any]) -> list[str] | None:
     "warning",
     "may fail on existing data",
     "Adding a UNIQUE constraint or unique index fails if existing rows already repeat a value.",
+    on=("CreateIndexOp", "CreateUniqueConstraintOp"),
 )
-def add_unique(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+def add_unique(operation: Any, ctx: RuleContext) -> Hit | None:
     from alembic.operations import ops
 
-    unique_index = isinstance(operation, ops.CreateIndexOp) and operation.unique
-    if not (unique_index or isinstance(operation, ops.CreateUniqueConstraintOp)):
-        return
-    columns = list(operation.columns)
+    if isinstance(operation, ops.CreateIndexOp) and not operation.unique:
+        return None
     table = operation.table_name
-    if table in ctx.new_tables:
-        return
-    names = _column_names(columns)
+    names = _column_names(list(operation.columns))
     probe: Probe | None = None
     if names:
 
@@ -434,14 +447,11 @@ def add_unique(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
                 f"SELECT count(*) FROM (SELECT {cols} FROM {_quote(connection, table)} "
                 f"WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1) AS duplicates",
             )
-            return ProbeResult(
-                f"{n} value(s) of {table}({', '.join(names)}) are repeated: this upgrade will fail."
-                if n
-                else None
-            )
+            repeated = f"{n} value(s) of {table}({', '.join(names)}) are repeated: this upgrade will fail."
+            return ProbeResult(repeated if n else None)
 
     shown = ", ".join(names) if names else "an expression"
-    yield Finding("EV202", "warning", table, f"adds a unique constraint on {table}({shown})", probe=probe)
+    return Hit(f"adds a unique constraint on {table}({shown})", probe=probe)
 
 
 @rule(
@@ -450,12 +460,9 @@ def add_unique(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
     "warning",
     "may fail on existing data",
     "Adding a FOREIGN KEY fails if existing rows point at rows that do not exist.",
+    on=("CreateForeignKeyOp",),
 )
-def add_foreign_key(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if not isinstance(operation, ops.CreateForeignKeyOp) or operation.source_table in ctx.new_tables:
-        return
+def add_foreign_key(operation: Any, ctx: RuleContext) -> Hit:
     table, referent = operation.source_table, operation.referent_table
     local, remote = list(operation.local_cols), list(operation.remote_cols)
 
@@ -471,13 +478,8 @@ def add_foreign_key(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
         orphans = f"{_rows_of(n, table, 'points', 'point')} at no {referent} row: this upgrade will fail."
         return ProbeResult(orphans if n else None)
 
-    yield Finding(
-        "EV203",
-        "warning",
-        table,
-        f"adds a foreign key {table}({', '.join(local)}) → {referent}({', '.join(remote)})",
-        probe=probe,
-    )
+    arrow = f"{table}({', '.join(local)}) → {referent}({', '.join(remote)})"
+    return Hit(f"adds a foreign key {arrow}", probe=probe)
 
 
 @rule(
@@ -487,20 +489,16 @@ def add_foreign_key(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
     "may fail on existing data",
     "Converting a column between type families (text to integer, string to date …) fails on "
     "the first value that does not convert; PostgreSQL also needs a USING clause.",
+    on=("AlterColumnOp",),
 )
-def type_conversion(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if not (isinstance(operation, ops.AlterColumnOp) and operation.modify_type is not None):
-        return
-    if operation.existing_type is None or operation.table_name in ctx.new_tables:
-        return
-    if not _converts(operation.existing_type, operation.modify_type):
-        return
+def type_conversion(operation: Any, ctx: RuleContext) -> Hit | None:
+    old, new = operation.existing_type, operation.modify_type
+    if new is None or old is None or not _converts(old, new):
+        return None
     table, column = operation.table_name, operation.column_name
-    pattern = _NUMBER_PATTERNS.get(_family(operation.modify_type))
+    pattern = _NUMBER_PATTERNS.get(_family(new))
     probe = _size_probe(table, "each value must convert")
-    if pattern is not None and _family(operation.existing_type) == "string":
+    if pattern is not None and _family(old) == "string":
 
         def probe(connection: Connection) -> ProbeResult:
             if connection.dialect.name != "postgresql":
@@ -511,20 +509,11 @@ def type_conversion(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
                 f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL "
                 f"AND {q}::text !~ '{pattern}'",
             )
-            kind = _family(operation.modify_type)
             rows = _rows_of(n, table, "has", "have")
-            detail = f"{rows} a value of {column} that is not {kind}: this upgrade will fail."
+            detail = f"{rows} a value of {column} that is not {_family(new)}: this upgrade will fail."
             return ProbeResult(detail if n else None)
 
-    yield Finding(
-        "EV204",
-        "warning",
-        table,
-        f"converts {table}.{column} from {_describe(operation.existing_type)} "
-        f"to {_describe(operation.modify_type)}",
-        column=column,
-        probe=probe,
-    )
+    return Hit(f"converts {table}.{column} from {_describe(old)} to {_describe(new)}", column, probe)
 
 
 _NUMBER_PATTERNS = {
@@ -543,20 +532,14 @@ _POSTGRESQL = ("postgresql",)
     "locks a large table on PostgreSQL",
     "CREATE INDEX blocks writes to the table until the index is built. On a large table use "
     "op.create_index(..., postgresql_concurrently=True) inside op.get_context().autocommit_block().",
-    _POSTGRESQL,
+    on=("CreateIndexOp",),
+    dialects=_POSTGRESQL,
 )
-def index_without_concurrently(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if ctx.dialect != "postgresql" or not isinstance(operation, ops.CreateIndexOp):
-        return
-    if operation.table_name in ctx.new_tables or operation.kw.get("postgresql_concurrently"):
-        return
+def index_without_concurrently(operation: Any, ctx: RuleContext) -> Hit | None:
+    if operation.kw.get("postgresql_concurrently"):
+        return None
     table = operation.table_name
-    yield Finding(
-        "EV301",
-        "notice",
-        table,
+    return Hit(
         f"creates index {operation.index_name} on {table} without CONCURRENTLY (blocks writes)",
         probe=_size_probe(table, "writes wait until the index is built"),
     )
@@ -569,25 +552,19 @@ def index_without_concurrently(operation: Any, ctx: RuleContext) -> Iterator[Fin
     "locks a large table on PostgreSQL",
     "Most ALTER COLUMN ... TYPE changes rewrite the whole table and its indexes under an ACCESS "
     "EXCLUSIVE lock (widening a VARCHAR or NUMERIC, or VARCHAR to TEXT, does not).",
-    _POSTGRESQL,
+    on=("AlterColumnOp",),
+    dialects=_POSTGRESQL,
 )
-def rewriting_type_change(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if ctx.dialect != "postgresql" or not isinstance(operation, ops.AlterColumnOp):
-        return
-    if operation.modify_type is None or operation.table_name in ctx.new_tables:
-        return
+def rewriting_type_change(operation: Any, ctx: RuleContext) -> Hit | None:
+    if operation.modify_type is None:
+        return None
     if not rewrites_on_postgresql(operation.existing_type, operation.modify_type):
-        return
+        return None
     table, column = operation.table_name, operation.column_name
-    yield Finding(
-        "EV302",
-        "notice",
-        table,
+    return Hit(
         f"changing the type of {table}.{column} rewrites the table under an exclusive lock",
-        column=column,
-        probe=_size_probe(table, "reads and writes wait for the rewrite"),
+        column,
+        _size_probe(table, "reads and writes wait for the rewrite"),
     )
 
 
@@ -599,21 +576,15 @@ def rewriting_type_change(operation: Any, ctx: RuleContext) -> Iterator[Finding]
     "ADD FOREIGN KEY scans the whole table while blocking writes to both tables. Add it NOT VALID "
     "(op.execute('ALTER TABLE ... ADD CONSTRAINT ... NOT VALID')) and "
     "VALIDATE CONSTRAINT in a later migration.",
-    _POSTGRESQL,
+    on=("CreateForeignKeyOp",),
+    dialects=_POSTGRESQL,
 )
-def foreign_key_without_not_valid(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if ctx.dialect != "postgresql" or not isinstance(operation, ops.CreateForeignKeyOp):
-        return
-    if operation.source_table in ctx.new_tables or operation.kw.get("postgresql_not_valid"):
-        return
+def foreign_key_without_not_valid(operation: Any, ctx: RuleContext) -> Hit | None:
+    if operation.kw.get("postgresql_not_valid"):
+        return None
     table = operation.source_table
     name = f" {operation.constraint_name}" if operation.constraint_name else ""
-    yield Finding(
-        "EV303",
-        "notice",
-        table,
+    return Hit(
         f"adds foreign key{name} on {table} without NOT VALID (blocks writes while every row is checked)",
         probe=_size_probe(table, "writes wait while every row is checked"),
     )
@@ -626,17 +597,12 @@ def foreign_key_without_not_valid(operation: Any, ctx: RuleContext) -> Iterator[
     "locks a large table on PostgreSQL",
     "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock, unless a validated "
     "CHECK (column IS NOT NULL) constraint already proves it (PostgreSQL 12+).",
-    _POSTGRESQL,
+    on=("AlterColumnOp",),
+    dialects=_POSTGRESQL,
 )
-def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
-    from alembic.operations import ops
-
-    if ctx.dialect != "postgresql" or not isinstance(operation, ops.AlterColumnOp):
-        return
-    if operation.modify_nullable is not False or operation.existing_nullable is False:
-        return
-    if operation.table_name in ctx.new_tables:
-        return
+def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Hit | None:
+    if not _sets_not_null(operation):
+        return None
     table, column = operation.table_name, operation.column_name
 
     def probe(connection: Connection) -> ProbeResult:
@@ -652,13 +618,10 @@ def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Iterator[Fin
             return ProbeResult(resolved=True)
         return _size_probe(table, "reads and writes wait for the scan")(connection)
 
-    yield Finding(
-        "EV304",
-        "notice",
-        table,
+    return Hit(
         f"sets {table}.{column} NOT NULL without a validated CHECK (scans under an exclusive lock)",
-        column=column,
-        probe=probe,
+        column,
+        probe,
     )
 
 
@@ -669,24 +632,23 @@ def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Iterator[Fin
     "breaks the running app version",
     "Renaming or dropping a table or column breaks the app version still running during a "
     "deploy. Deploy code that stops using it first, then migrate (expand, then contract).",
+    on=("DropColumnOp", "DropTableOp", "RenameTableOp", "AlterColumnOp"),
 )
-def breaks_running_app(operation: Any, ctx: RuleContext) -> Iterator[Finding]:
+def breaks_running_app(operation: Any, ctx: RuleContext) -> Hit | None:
     from alembic.operations import ops
 
-    table = _table_of(operation)
-    if table in ctx.new_tables:
-        return
+    table = operation.table_name
     if isinstance(operation, ops.DropColumnOp):
         what = f"drops column {table}.{operation.column_name}"
     elif isinstance(operation, ops.DropTableOp):
         what = f"drops table {table}"
     elif isinstance(operation, ops.RenameTableOp):
         what = f"renames table {table} to {operation.new_table_name}"
-    elif isinstance(operation, ops.AlterColumnOp) and operation.modify_name:
+    elif operation.modify_name:
         what = f"renames column {table}.{operation.column_name} to {operation.modify_name}"
     else:
-        return
-    yield Finding("EV401", "notice", table, f"{what}: the running app version may still use it")
+        return None
+    return Hit(f"{what}: the running app version may still use it")
 
 
 # -- running the rules ----------------------------------------------------------------------
