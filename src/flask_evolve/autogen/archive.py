@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 from flask_evolve.runtime.archive_ops import (
     ArchiveColumnsOp,
     ArchiveTableOp,
+    ArchiveValuesOp,
     CheckArchiveOp,
     RestoreColumnsOp,
     RestoreRowsOp,
     RestoreTableOp,
+    RestoreValuesOp,
     is_archive_table,
 )
 
@@ -58,12 +60,14 @@ def archive_before_drop(ctx: RewriteContext) -> None:
         return
     _archive_tables(ctx, revision)
     _archive_columns(ctx, revision)
+    _archive_type_changes(ctx, revision, on="upgrade")
     # Checks first, so that a downgrade that cannot restore stops before changing anything.
     down = ctx.downgrade_ops
-    restores = [op for op in down.ops if isinstance(op, (RestoreColumnsOp, RestoreTableOp))]
+    restores = [op for op in down.ops if isinstance(op, (RestoreColumnsOp, RestoreTableOp, RestoreValuesOp))]
     down.ops[:0] = [CheckArchiveOp.for_restore(op) for op in restores]
     _archive_downgraded_tables(ctx, revision)
     _archive_downgraded_columns(ctx, revision)
+    _archive_type_changes(ctx, revision, on="downgrade")
 
 
 def _same_table(op: Any, table_name: str, schema: str | None) -> bool:
@@ -351,3 +355,83 @@ def _archive_downgraded_columns(ctx: RewriteContext, revision: str) -> None:
             up.ops.index(added[0]) + 1,
             RestoreColumnsOp(table, names, key=key, revision=revision, schema=schema, on="downgrade"),
         )
+
+
+def _converts_values(op: Any) -> bool:
+    """An ``alter_column`` whose new type may store a value differently (not a plain widening)."""
+    from alembic.operations.ops import AlterColumnOp
+    from sqlalchemy import Enum
+
+    from flask_evolve.autogen.guards import widens
+
+    if not isinstance(op, AlterColumnOp) or op.modify_type is None or op.existing_type is None:
+        return False
+    # Enum changes are the enum plugin's (values added or removed, not converted).
+    if isinstance(op.modify_type, Enum) or isinstance(op.existing_type, Enum):
+        return False
+    return not widens(op.existing_type, op.modify_type)
+
+
+def _archive_type_changes(ctx: RewriteContext, revision: str, *, on: str) -> None:
+    """Keep the original values of columns whose type changes in a way that may alter them.
+
+    ``archive_values`` runs before the step that changes the type; on the way back
+    ``restore_values`` runs after the step that changes it back, and puts the
+    originals back in the rows whose value the app has not changed since.
+    """
+    from alembic.operations.ops import AlterColumnOp, ModifyTableOps
+
+    there, back = (ctx.upgrade_ops, ctx.downgrade_ops)
+    if on == "downgrade":
+        there, back = back, there
+    dialect = ctx.migration_context.dialect
+    for container in list(there.ops):
+        if not isinstance(container, ModifyTableOps):
+            continue
+        alters = [op for op in container.ops if _converts_values(op)]
+        if not alters:
+            continue
+        table, schema = container.table_name, container.schema
+        key = _primary_key(ctx, table, schema)
+        names = [op.column_name for op in alters if op.column_name not in key]
+        if not names:
+            continue
+        listed = ", ".join(f"{table}.{n}" for n in names)
+        if not key:
+            if on == "upgrade":
+                ctx.note(
+                    f"Not archiving the values of {listed} before their type "
+                    f"changes: the table has no primary key; the downgrade gets the converted values."
+                )
+            continue
+        # Where the way back changes the type back: the restore must come after it.
+        changed_back = [
+            position
+            for position, op in enumerate(back.ops)
+            if isinstance(op, ModifyTableOps)
+            and _same_table(op, table, schema)
+            and any(
+                isinstance(o, AlterColumnOp) and o.modify_type is not None and o.column_name in names
+                for o in op.ops
+            )
+        ]
+        if not changed_back:
+            continue
+        types = {
+            op.column_name: op.modify_type.compile(dialect=dialect)
+            for op in alters
+            if op.column_name in names
+        }
+        there.ops.insert(
+            there.ops.index(container),
+            ArchiveValuesOp(table, names, key=key, revision=revision, schema=schema, on=on),
+        )
+        back.ops.insert(
+            changed_back[-1] + 1,
+            RestoreValuesOp(table, names, key=key, revision=revision, types=types, schema=schema, on=on),
+        )
+        if on == "upgrade":
+            ctx.note(
+                f"Archiving the values of {listed} before their type changes: "
+                f"the downgrade restores the originals."
+            )

@@ -90,10 +90,15 @@ def _ensure_lossless(operations: Operations, operation: EnsureLosslessTypeChange
         )
         bad = connection.exec_driver_sql(query).fetchall()
     else:
+        # Exact numbers compare by value: 1.5000 kept as 1.50 is the same number, 1.2345 is not.
+        numeric = operation.new_type.upper().startswith(("NUMERIC", "DECIMAL"))
+        converted = f"CAST({column} AS {operation.new_type})"
+        original = f"CAST({column} AS NUMERIC)" if numeric else f"CAST({column} AS TEXT)"
+        if not numeric:
+            converted = f"CAST({converted} AS TEXT)"
         query = (
             f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND "
-            f"CAST(CAST({column} AS {operation.new_type}) AS TEXT) "
-            f"IS DISTINCT FROM CAST({column} AS TEXT) LIMIT 1"
+            f"{converted} IS DISTINCT FROM {original} LIMIT 1"
         )
         try:
             with connection.begin_nested():
@@ -154,21 +159,38 @@ def _render_alter_column_using(autogen_context: AutogenContext, op: AlterColumnU
     return f"{text[:-1]},\n{indent}postgresql_using={op.kw['postgresql_using']!r})"
 
 
-def _widens(old: Any, new: Any) -> bool:
+def widens(old: Any, new: Any) -> bool:
     """True when every value of ``old`` is kept as is by ``new`` (no check needed)."""
     if isinstance(old, sa.Enum) or isinstance(new, sa.Enum):
         return False
+    if _exact_numeric(old) and _exact_numeric(new):
+        # As many digits before and after the point: NUMERIC(12, 2) -> NUMERIC(14, 4).
+        if new.precision is None:
+            return True
+        if old.precision is None:
+            return False
+        old_scale, new_scale = old.scale or 0, new.scale or 0
+        return new_scale >= old_scale and new.precision - new_scale >= old.precision - old_scale
     if isinstance(old, sa.String) and isinstance(new, sa.String):
         if new.length is None:
             return True
         return old.length is not None and new.length >= old.length
     if isinstance(old, sa.Integer) and isinstance(new, sa.Integer):
-        order = [sa.SmallInteger, sa.Integer, sa.BigInteger]
-        rank = {kind: i for i, kind in enumerate(order)}
-        old_rank = max((rank[k] for k in order if isinstance(old, k)), default=1)
-        new_rank = max((rank[k] for k in order if isinstance(new, k)), default=1)
-        return new_rank >= old_rank
+        return _integer_rank(new) >= _integer_rank(old)
     return False
+
+
+def _integer_rank(type_: Any) -> int:
+    # SmallInteger and BigInteger are subclasses of Integer: test them first.
+    if isinstance(type_, sa.BigInteger):
+        return 2
+    if isinstance(type_, sa.SmallInteger):
+        return 0
+    return 1
+
+
+def _exact_numeric(type_: Any) -> bool:
+    return isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float)
 
 
 def _type_changes(container: Any) -> list[tuple[Any, ops.AlterColumnOp, int]]:
@@ -192,7 +214,7 @@ def guard_type_changes(ctx: RewriteContext) -> None:
         inserted = 0
         for group, alter, index in _type_changes(container):
             old, new = alter.existing_type, alter.modify_type
-            if old is None or _widens(old, new):
+            if old is None or widens(old, new):
                 continue
             new_sql = new.compile(dialect=dialect)
             check = EnsureLosslessTypeChangeOp(

@@ -24,7 +24,12 @@ class ArchiveError(MigrationError):
     """The archive cannot give a step what it needs (purged, values missing, stale); says what to do."""
 
 
-def archive_name(revision: str, table_name: str, on: str = "upgrade") -> str:
+#: Archive kinds: ``"drop"`` keeps dropped columns and tables, ``"values"`` the
+#: original values of columns whose type changed.
+KINDS = ("drop", "values")
+
+
+def archive_name(revision: str, table_name: str, on: str = "upgrade", kind: str = "drop") -> str:
     """The archive table that keeps what ``revision`` dropped from ``table_name``.
 
     Deterministic, so that the way back finds what the way there wrote; names
@@ -32,8 +37,12 @@ def archive_name(revision: str, table_name: str, on: str = "upgrade") -> str:
 
     :param on: ``"upgrade"`` for what the upgrade dropped, ``"downgrade"`` for
         what the downgrade dropped (a column or table the revision had added).
+    :param kind: ``"values"`` for the original values of columns whose type the
+        revision changed (a table can lose columns and change types at once).
     """
     token = revision if on == "upgrade" else f"down_{revision}"
+    if kind == "values":
+        token = f"val_{token}"
     name = f"{ARCHIVE_PREFIX}{token}_{table_name}"
     if len(name.encode()) <= MAX_NAME_LENGTH:
         return name
@@ -45,7 +54,7 @@ def archive_name(revision: str, table_name: str, on: str = "upgrade") -> str:
 
 
 def _archive_of(op: Any, name: str) -> str:
-    return archive_name(op.revision, name, getattr(op, "on", "upgrade"))
+    return archive_name(op.revision, name, getattr(op, "on", "upgrade"), getattr(op, "kind", "drop"))
 
 
 def is_archive_table(name: str | None) -> bool:
@@ -80,6 +89,22 @@ def _purged_message(what: str, revision: str) -> str:
         f"the data of {what} dropped by revision {revision} is no longer there "
         f"(its archive was purged with `flask db archive --purge`); downgrade cannot bring it back, "
         f"and nothing was changed."
+    )
+
+
+def _purged_values_message(what: str, revision: str) -> str:
+    return (
+        f"the original values of {what}, whose type revision {revision} changed, are no longer there "
+        f"(their archive was purged with `flask db archive --purge`); downgrade cannot bring them back, "
+        f"and nothing was changed."
+    )
+
+
+def _skipped_offline(operations: Operations, what: str, archive: str) -> None:
+    """Say in the rendered SQL that a restore needs a live database (``--sql`` cannot look)."""
+    operations.migration_context.impl.static_output(
+        f"-- Flask-Evolve: {what} is not restored offline: if a downgrade archived it in {archive}, "
+        f"run `flask db upgrade` (not --sql) to restore it, or copy it back by hand."
     )
 
 
@@ -183,6 +208,100 @@ class RestoreColumnsOp(MigrateOperation):
 
     def reverse(self) -> ArchiveColumnsOp:
         return ArchiveColumnsOp(
+            self.table_name,
+            self.columns,
+            key=self.key,
+            revision=self.revision,
+            schema=self.schema,
+            on=self.on,
+        )
+
+
+@Operations.register_operation("archive_values")
+class ArchiveValuesOp(ArchiveColumnsOp):
+    """Copy (primary key, values) of columns whose type is about to change, so that the
+    downgrade gives back the originals and not what the conversion made of them."""
+
+    kind = "values"
+
+    @classmethod
+    def archive_values(
+        cls,
+        operations: Operations,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        """Keep the values of ``columns`` by primary key ``key`` before their type changes."""
+        return operations.invoke(cls(table_name, columns, key=key, revision=revision, schema=schema, on=on))
+
+    def reverse(self) -> RestoreValuesOp:  # type: ignore[override]
+        return RestoreValuesOp(
+            self.table_name,
+            self.columns,
+            key=self.key,
+            revision=self.revision,
+            schema=self.schema,
+            on=self.on,
+        )
+
+
+@Operations.register_operation("restore_values")
+class RestoreValuesOp(MigrateOperation):
+    """Once a changed type is changed back, put the archived original values back by primary key.
+
+    :param types: per column, the SQL type the archived values were converted to. A
+        row is restored only if its value still is what that conversion made of the
+        original: a value the app changed since is the app's, and stays.
+    :param on: ``"downgrade"`` when the downgrade changed the type (then a missing
+        archive, from a database that never went down, is nothing to restore).
+    """
+
+    kind = "values"
+
+    def __init__(
+        self,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        types: dict[str, str] | None = None,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        self.table_name = table_name
+        self.columns = list(columns)
+        self.key = list(key)
+        self.revision = revision
+        self.types = dict(types or {})
+        self.schema = schema
+        self.on = on
+
+    @classmethod
+    def restore_values(
+        cls,
+        operations: Operations,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        key: Sequence[str],
+        revision: str,
+        types: dict[str, str] | None = None,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        """Restore the values that :meth:`archive_values` kept."""
+        return operations.invoke(
+            cls(table_name, columns, key=key, revision=revision, types=types, schema=schema, on=on)
+        )
+
+    def reverse(self) -> ArchiveValuesOp:
+        return ArchiveValuesOp(
             self.table_name,
             self.columns,
             key=self.key,
@@ -320,6 +439,7 @@ class CheckArchiveOp(MigrateOperation):
         key: Sequence[str] = (),
         required: Sequence[str] = (),
         schema: str | None = None,
+        kind: str = "drop",
     ) -> None:
         self.table_name = table_name
         self.columns = list(columns) if columns is not None else None
@@ -327,6 +447,7 @@ class CheckArchiveOp(MigrateOperation):
         self.key = list(key)
         self.required = list(required)
         self.schema = schema
+        self.kind = kind
 
     @classmethod
     def check_archive(
@@ -339,10 +460,11 @@ class CheckArchiveOp(MigrateOperation):
         key: Sequence[str] = (),
         required: Sequence[str] = (),
         schema: str | None = None,
+        kind: str = "drop",
     ) -> None:
         """Fail with a clear message, and no change made, if the restore that follows cannot succeed."""
         return operations.invoke(
-            cls(table_name, columns, revision=revision, key=key, required=required, schema=schema)
+            cls(table_name, columns, revision=revision, key=key, required=required, schema=schema, kind=kind)
         )
 
     def reverse(self) -> CheckArchiveOp:
@@ -350,9 +472,11 @@ class CheckArchiveOp(MigrateOperation):
         return self
 
     @classmethod
-    def for_restore(cls, op: RestoreColumnsOp | RestoreTableOp) -> CheckArchiveOp:
+    def for_restore(cls, op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp) -> CheckArchiveOp:
         if isinstance(op, RestoreTableOp):
             return cls(op.table_name, revision=op.revision, schema=op.schema)
+        if isinstance(op, RestoreValuesOp):
+            return cls(op.table_name, op.columns, revision=op.revision, schema=op.schema, kind=op.kind)
         return cls(
             op.table_name,
             op.columns,
@@ -420,6 +544,8 @@ def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
     else:
         what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
     if not _has_table(operations, archive, op.schema):
+        if op.kind == "values":
+            raise ArchiveError(_purged_values_message(what, op.revision))
         raise ArchiveError(_purged_message(what, op.revision))
     fills = _fill_values(operations)
     unfilled = [c for c in op.required if f"{op.table_name}.{c}" not in fills]
@@ -444,7 +570,11 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
     offline = operations.migration_context.as_sql
     if op.on == "downgrade":
         # Only a database that went down has something to give back; `--sql` cannot know.
-        if offline or not _has_table(operations, archive, op.schema):
+        if offline:
+            what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
+            _skipped_offline(operations, what, archive)
+            return
+        if not _has_table(operations, archive, op.schema):
             return
     elif not offline:
         # Again, in case the script was edited to restore without checking first.
@@ -476,10 +606,47 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
     operations.execute(f"DROP TABLE {q.table(archive)}")
 
 
+@Operations.implementation_for(RestoreValuesOp)
+def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
+    q = _Quoting(operations, op.schema)
+    archive = _archive_of(op, op.table_name)
+    offline = operations.migration_context.as_sql
+    if op.on == "downgrade":
+        if offline:
+            what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
+            _skipped_offline(operations, f"the original values of {what}", archive)
+            return
+        if not _has_table(operations, archive, op.schema):
+            return
+    elif not offline:
+        _check_archive(operations, CheckArchiveOp.for_restore(op))
+    index = _archive_of(op, f"{op.table_name}_key")
+    keys = ", ".join(q.name(k) for k in op.key)
+    operations.execute(f"CREATE UNIQUE INDEX {q.name(index)} ON {q.table(archive)} ({keys})")
+    target = q.table(op.table_name)
+    match = " AND ".join(f"a.{q.name(k)} = {target}.{q.name(k)}" for k in op.key)
+    same = "IS" if operations.migration_context.dialect.name == "sqlite" else "IS NOT DISTINCT FROM"
+    for column in op.columns:
+        name = q.name(column)
+        unchanged = ""
+        converted_to = op.types.get(column)
+        if converted_to:
+            unchanged = (
+                f" AND CAST({target}.{name} AS {converted_to}) {same} CAST(a.{name} AS {converted_to})"
+            )
+        operations.execute(
+            f"UPDATE {target} SET {name} = a.{name} FROM {q.table(archive)} a WHERE {match}{unchanged}"
+        )
+    operations.execute(f"DROP TABLE {q.table(archive)}")
+
+
 @Operations.implementation_for(RestoreRowsOp)
 def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
     archive = _archive_of(op, op.table_name)
-    if operations.migration_context.as_sql or not _has_table(operations, archive, op.schema):
+    if operations.migration_context.as_sql:
+        _skipped_offline(operations, f"table {op.table_name}", archive)
+        return
+    if not _has_table(operations, archive, op.schema):
         return
     q = _Quoting(operations, op.schema)
     inspector = sa.inspect(operations.get_bind())
@@ -610,12 +777,29 @@ def _render_restore_columns(autogen_context: Any, op: RestoreColumnsOp) -> str:
     )
 
 
+@renderers.dispatch_for(ArchiveValuesOp)
+def _render_archive_values(autogen_context: Any, op: ArchiveValuesOp) -> str:
+    return (
+        f"op.archive_values({op.table_name!r}, {op.columns!r}, key={op.key!r}, "
+        f"revision={op.revision!r}{_keywords(schema=op.schema, on=_on(op))})"
+    )
+
+
+@renderers.dispatch_for(RestoreValuesOp)
+def _render_restore_values(autogen_context: Any, op: RestoreValuesOp) -> str:
+    return (
+        f"op.restore_values({op.table_name!r}, {op.columns!r}, key={op.key!r}, "
+        f"revision={op.revision!r}{_keywords(types=op.types, schema=op.schema, on=_on(op))})"
+    )
+
+
 @renderers.dispatch_for(CheckArchiveOp)
 def _render_check_archive(autogen_context: Any, op: CheckArchiveOp) -> str:
     columns = f", {op.columns!r}" if op.columns is not None else ""
+    kind = op.kind if op.kind != "drop" else None
     return (
         f"op.check_archive({op.table_name!r}{columns}, revision={op.revision!r}"
-        f"{_keywords(key=op.key, required=op.required, schema=op.schema)})"
+        f"{_keywords(key=op.key, required=op.required, schema=op.schema, kind=kind)})"
     )
 
 

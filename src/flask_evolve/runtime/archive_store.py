@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flask_evolve.runtime.archive_ops import ARCHIVE_PREFIX, archive_name, is_archive_table
+from flask_evolve.runtime.archive_ops import ARCHIVE_PREFIX, KINDS, archive_name, is_archive_table
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class ArchivedTable:
     :param columns: the archived columns, or ``None`` when the whole table is kept.
     :param on: ``"upgrade"`` if the revision's upgrade dropped it (its downgrade
         restores it), ``"downgrade"`` if its downgrade did (the next upgrade does).
+    :param kind: ``"values"`` for the original values of columns whose type changed.
+    :param bind: the ``SQLALCHEMY_BINDS`` key of its database (``None``: the default one).
     """
 
     name: str
@@ -31,6 +33,8 @@ class ArchivedTable:
     rows: int
     size: int | None
     on: str = "upgrade"
+    kind: str = "drop"
+    bind: str | None = None
 
     @property
     def what(self) -> str:
@@ -38,7 +42,8 @@ class ArchivedTable:
             return "?"
         if self.columns is None:
             return f"table {self.table}"
-        return ", ".join(f"{self.table}.{c}" for c in self.columns)
+        listed = ", ".join(f"{self.table}.{c}" for c in self.columns)
+        return f"{listed} (old type)" if self.kind == "values" else listed
 
 
 def human_size(size: int | None) -> str:
@@ -71,19 +76,24 @@ def _size(connection: Connection, name: str, schema: str | None) -> int | None:
     return None
 
 
-def _origin(name: str, revisions: Iterable[str], tables: Iterable[str]) -> tuple[str | None, str | None, str]:
-    """The (revision, table, on) whose archive is called ``name``."""
+def _origin(
+    name: str, revisions: Iterable[str], tables: Iterable[str]
+) -> tuple[str | None, str | None, str, str]:
+    """The (revision, table, on, kind) whose archive is called ``name``."""
     candidates = list(tables)
     for revision in revisions:
-        for on in ("upgrade", "downgrade"):
-            token = revision if on == "upgrade" else f"down_{revision}"
-            if not name.startswith(f"{ARCHIVE_PREFIX}{token[:17]}"):
-                continue
-            rest = name[len(f"{ARCHIVE_PREFIX}{token}_") :]
-            for table in [rest, *candidates]:
-                if archive_name(revision, table, on) == name:
-                    return revision, table, on
-    return None, None, "upgrade"
+        for kind in KINDS:
+            for on in ("upgrade", "downgrade"):
+                token = revision if on == "upgrade" else f"down_{revision}"
+                if kind == "values":
+                    token = f"val_{token}"
+                if not name.startswith(f"{ARCHIVE_PREFIX}{token[:17]}"):
+                    continue
+                rest = name[len(f"{ARCHIVE_PREFIX}{token}_") :]
+                for table in [rest, *candidates]:
+                    if archive_name(revision, table, on, kind) == name:
+                        return revision, table, on, kind
+    return None, None, "upgrade", "drop"
 
 
 def list_archive(
@@ -100,7 +110,7 @@ def list_archive(
     preparer = connection.dialect.identifier_preparer
     archived: list[ArchivedTable] = []
     for name in sorted(n for n in names if is_archive_table(n)):
-        revision, table, on = _origin(name, revisions, live)
+        revision, table, on, kind = _origin(name, revisions, live)
         # A renamed table keeps its primary key; CREATE TABLE AS (archived columns) has none.
         columns: tuple[str, ...] | None = None
         if not inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"):
@@ -115,7 +125,7 @@ def list_archive(
             quoted = f"{preparer.quote_schema(schema)}.{quoted}"
         rows = int(connection.execute(sa.text(f"SELECT count(*) FROM {quoted}")).scalar_one())
         size = _size(connection, name, schema)
-        archived.append(ArchivedTable(name, revision, table, columns, rows, size, on))
+        archived.append(ArchivedTable(name, revision, table, columns, rows, size, on, kind))
     return archived
 
 
@@ -133,14 +143,19 @@ def purge(connection: Connection, tables: Iterable[ArchivedTable], schema: str |
 
 
 _ARCHIVE_CALL = re.compile(
-    r"op\.archive_(?P<kind>columns|table)\(\s*(?P<quote>['\"])(?P<table>[^'\"]+)(?P=quote)"
+    r"op\.archive_(?P<kind>columns|table|values)\(\s*(?P<quote>['\"])(?P<table>[^'\"]+)(?P=quote)"
+    r"(?P<rest>[^)]*)\)"
 )
 
 
 def archived_by(source: str) -> list[tuple[str, str]]:
     """The (table, kind) pairs that a revision's upgrade archives, read from its script's source."""
     upgrade = source.split("def downgrade", 1)[0]
-    return [(m.group("table"), m.group("kind")) for m in _ARCHIVE_CALL.finditer(upgrade)]
+    return [
+        (m.group("table"), m.group("kind"))
+        for m in _ARCHIVE_CALL.finditer(upgrade)
+        if "on='downgrade'" not in m.group("rest") and 'on="downgrade"' not in m.group("rest")
+    ]
 
 
 def purged_archives(
@@ -153,7 +168,8 @@ def purged_archives(
     inspector = sa.inspect(connection)
     missing: list[tuple[str, str]] = []
     for revision, source in revisions:
-        for table, _kind in archived_by(source):
-            if not inspector.has_table(archive_name(revision, table), schema=schema):
+        for table, kind in archived_by(source):
+            name = archive_name(revision, table, kind="values" if kind == "values" else "drop")
+            if not inspector.has_table(name, schema=schema):
                 missing.append((revision, table))
     return missing
