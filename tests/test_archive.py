@@ -393,3 +393,54 @@ def test_upgrade_over_a_stale_archive_stops_with_advice(sqlite_project: Project)
     again = project.flask("db", "upgrade", ok=False)
     assert "already exists" in again.stderr and "flask db archive" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_a_fill_that_the_restored_keys_would_refuse_stops_before_anything_changes(project: Project) -> None:
+    start(
+        project,
+        COMPANY
+        + employee(
+            "email = db.Column(db.String(120), unique=True, nullable=False)",
+            "company_id = db.Column(db.Integer, db.ForeignKey('company.cid'), nullable=False)",
+        ),
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}],
+            "employee": [
+                {"name": "Ada", "email": "ada@x", "company_id": 1},
+                {"name": "Bob", "email": "bob@x", "company_id": 1},
+            ],
+        },
+    )
+    write(project, COMPANY + employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name) VALUES ('Cy'), ('Dee')")
+    order = {"company": "cid", "employee": "id"}
+    upgraded, version = snapshot(project, order), project.version()
+
+    def refused(*fills: str) -> str:
+        args = [a for fill in fills for a in ("--fill", fill)]
+        stopped = project.flask("db", "downgrade", *args, ok=False)
+        error = stopped.stderr.splitlines()[-1]
+        assert error.startswith("Error: `--fill ") and "Traceback" not in stopped.stderr
+        assert error.endswith("Nothing was changed.")
+        assert snapshot(project, order) == upgraded and project.version() == version
+        return error
+
+    same = refused("employee.email=new@x", "employee.company_id=1")
+    assert "would give 2 rows (inserted after revision" in same and "employee.email comes back UNIQUE" in same
+    project.execute("DELETE FROM employee WHERE name = 'Dee'")
+    upgraded = snapshot(project, order)
+    taken = refused("employee.email=ada@x", "employee.company_id=1")
+    assert "already the value of a restored row" in taken
+    orphan = refused("employee.email=cy@x", "employee.company_id=7")
+    assert "names no row of company" in orphan and "employee.company_id -> company.cid" in orphan
+    if project.dialect == "postgresql":
+        assert "not a valid value" in refused("employee.email=cy@x", "employee.company_id=seven")
+
+    project.flask("db", "downgrade", "--fill", "employee.email=cy@x", "--fill", "employee.company_id=1")
+    assert [(r["name"], r["email"], r["company_id"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@x", 1),
+        ("Bob", "bob@x", 1),
+        ("Cy", "cy@x", 1),
+    ]

@@ -254,15 +254,61 @@ def _rewrite_downgrade(
                 and op.modify_server_default is None
             )
         ]
+        unique, references = _fill_constraints(container, adds)
         replacement: list[Any] = [
             ModifyTableOps(table, readded, schema=schema),
-            RestoreColumnsOp(table, names, key=key, revision=revision, required=required, schema=schema),
+            RestoreColumnsOp(
+                table,
+                names,
+                key=key,
+                revision=revision,
+                required=required,
+                schema=schema,
+                unique=unique,
+                references=references,
+            ),
         ]
         if not_null or rest:
             replacement.append(ModifyTableOps(table, [*not_null, *rest], schema=schema))
         down.ops[position : position + 1] = replacement
         return True
     return False
+
+
+def _fill_constraints(container: Any, adds: list[Any]) -> tuple[list[str], dict[str, str]]:
+    """The re-added columns that come back with a one-column UNIQUE key, and the
+    ``table.column`` each foreign key among them points at: what a ``--fill`` must respect."""
+    from alembic.operations.ops import AddConstraintOp, CreateForeignKeyOp, CreateIndexOp
+    from sqlalchemy import Table, UniqueConstraint
+
+    unique: list[str] = []
+    references: dict[str, str] = {}
+    for add in adds:
+        column = add.column
+        name = column.name
+        keys: list[list[str]] = []
+        table = getattr(column, "table", None)
+        if isinstance(table, Table):
+            keys += [
+                [c.name for c in k.columns] for k in table.constraints if isinstance(k, UniqueConstraint)
+            ]
+            keys += [[c.name for c in i.columns] for i in table.indexes if i.unique]
+        for op in container.ops:
+            if isinstance(op, CreateIndexOp) and op.unique:
+                keys.append([getattr(c, "name", c) for c in op.columns])
+            elif isinstance(op, AddConstraintOp) and op.constraint_type == "unique":
+                keys.append(list(getattr(op, "columns", ())))
+            elif isinstance(op, CreateForeignKeyOp) and list(op.local_cols) == [name]:
+                referent_schema = op.kw.get("referent_schema")
+                prefix = f"{referent_schema}." if referent_schema else ""
+                references[name] = f"{prefix}{op.referent_table}.{op.remote_cols[0]}"
+        if column.unique or [name] in keys:
+            unique.append(name)
+        for foreign_key in column.foreign_keys:
+            constraint = foreign_key.constraint
+            if constraint is None or len(constraint.columns) == 1:
+                references.setdefault(name, foreign_key.target_fullname)
+    return unique, references
 
 
 def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:

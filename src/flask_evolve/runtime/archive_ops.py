@@ -167,6 +167,9 @@ class RestoreColumnsOp(MigrateOperation):
     :param on: ``"downgrade"`` to restore, on the way up again, what a downgrade
         archived; then a missing archive (a database that never went down) is
         simply nothing to restore.
+    :param unique: the columns that come back with a single-column UNIQUE key, and
+    :param references: per column, the ``table.column`` its foreign key points at:
+        a ``--fill`` value that these would refuse stops the downgrade first.
     """
 
     def __init__(
@@ -179,6 +182,8 @@ class RestoreColumnsOp(MigrateOperation):
         required: Sequence[str] = (),
         schema: str | None = None,
         on: str = "upgrade",
+        unique: Sequence[str] = (),
+        references: dict[str, str] | None = None,
     ) -> None:
         self.table_name = table_name
         self.columns = list(columns)
@@ -187,6 +192,8 @@ class RestoreColumnsOp(MigrateOperation):
         self.required = list(required)
         self.schema = schema
         self.on = on
+        self.unique = list(unique)
+        self.references = dict(references or {})
 
     @classmethod
     def restore_columns(
@@ -200,10 +207,22 @@ class RestoreColumnsOp(MigrateOperation):
         required: Sequence[str] = (),
         schema: str | None = None,
         on: str = "upgrade",
+        unique: Sequence[str] = (),
+        references: dict[str, str] | None = None,
     ) -> None:
         """Restore the values that :meth:`archive_columns` kept."""
         return operations.invoke(
-            cls(table_name, columns, key=key, revision=revision, required=required, schema=schema, on=on)
+            cls(
+                table_name,
+                columns,
+                key=key,
+                revision=revision,
+                required=required,
+                schema=schema,
+                on=on,
+                unique=unique,
+                references=references,
+            )
         )
 
     def reverse(self) -> ArchiveColumnsOp:
@@ -440,6 +459,8 @@ class CheckArchiveOp(MigrateOperation):
         required: Sequence[str] = (),
         schema: str | None = None,
         kind: str = "drop",
+        unique: Sequence[str] = (),
+        references: dict[str, str] | None = None,
     ) -> None:
         self.table_name = table_name
         self.columns = list(columns) if columns is not None else None
@@ -448,6 +469,8 @@ class CheckArchiveOp(MigrateOperation):
         self.required = list(required)
         self.schema = schema
         self.kind = kind
+        self.unique = list(unique)
+        self.references = dict(references or {})
 
     @classmethod
     def check_archive(
@@ -461,10 +484,22 @@ class CheckArchiveOp(MigrateOperation):
         required: Sequence[str] = (),
         schema: str | None = None,
         kind: str = "drop",
+        unique: Sequence[str] = (),
+        references: dict[str, str] | None = None,
     ) -> None:
         """Fail with a clear message, and no change made, if the restore that follows cannot succeed."""
         return operations.invoke(
-            cls(table_name, columns, revision=revision, key=key, required=required, schema=schema, kind=kind)
+            cls(
+                table_name,
+                columns,
+                revision=revision,
+                key=key,
+                required=required,
+                schema=schema,
+                kind=kind,
+                unique=unique,
+                references=references,
+            )
         )
 
     def reverse(self) -> CheckArchiveOp:
@@ -484,6 +519,8 @@ class CheckArchiveOp(MigrateOperation):
             key=op.key,
             required=op.required,
             schema=op.schema,
+            unique=op.unique,
+            references=op.references,
         )
 
 
@@ -549,10 +586,13 @@ def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
         raise ArchiveError(_purged_message(what, op.revision))
     fills = _fill_values(operations)
     unfilled = [c for c in op.required if f"{op.table_name}.{c}" not in fills]
-    if not unfilled or not _has_table(operations, op.table_name, op.schema):
+    filled = [c for c in op.columns or () if f"{op.table_name}.{c}" in fills]
+    if not (unfilled or filled) or not _has_table(operations, op.table_name, op.schema):
         return
     missing = _missing_rows(operations, op, q, archive)
-    if missing:
+    if missing and filled:
+        _check_fills(operations, op, archive, missing, {c: fills[f"{op.table_name}.{c}"] for c in filled})
+    if missing and unfilled:
         options = " ".join(f"--fill {op.table_name}.{c}=VALUE" for c in unfilled)
         raise ArchiveError(
             f"{missing} row(s) of {op.table_name} were inserted after revision {op.revision} dropped "
@@ -560,6 +600,86 @@ def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
             f"without a server default: pass `{options}` to `flask db downgrade`, or delete those rows, "
             f"or edit that revision's downgrade to leave the column nullable. Nothing was changed."
         )
+
+
+def _fill_error(
+    op: CheckArchiveOp,
+    column: str,
+    value: str,
+    problem: str,
+    fix: str = "pass another value, or delete those rows first",
+) -> ArchiveError:
+    return ArchiveError(f"`--fill {op.table_name}.{column}={value}` {problem}: {fix}. Nothing was changed.")
+
+
+def _check_fills(
+    operations: Operations, op: CheckArchiveOp, archive: str, missing: int, fills: dict[str, str]
+) -> None:
+    """Refuse a ``--fill`` value that the UNIQUE key or foreign key coming back would refuse later."""
+    q = _Quoting(operations, op.schema)
+    bind = operations.get_bind()
+    dialect = operations.migration_context.dialect
+    inspector = sa.inspect(bind)
+    archived = {c["name"]: c["type"] for c in inspector.get_columns(archive, schema=op.schema)}
+
+    def exists(sql: str, column: str, value: str) -> bool:
+        # A savepoint: a value the type cannot hold fails the cast, and PostgreSQL would
+        # otherwise abort the whole migration's transaction.
+        try:
+            if dialect.name != "postgresql":  # SQLite's CAST never fails
+                return bind.execute(sa.text(sql), {"value": value}).first() is not None
+            with bind.begin_nested():
+                return bind.execute(sa.text(sql), {"value": value}).first() is not None
+        except sa.exc.DBAPIError as exc:
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise _fill_error(op, column, value, f"is not a valid value ({detail})") from None
+
+    for column, value in fills.items():
+        if column in op.unique:
+            if missing > 1:
+                raise _fill_error(
+                    op,
+                    column,
+                    value,
+                    f"would give {missing} rows (inserted after revision {op.revision}) the same value, "
+                    f"and {op.table_name}.{column} comes back UNIQUE",
+                    "delete all but one of those rows first, or edit that revision's downgrade "
+                    "to leave out the unique key",
+                )
+            type_sql = archived[column].compile(dialect=dialect) if column in archived else None
+            literal = f"CAST(:value AS {type_sql})" if type_sql else ":value"
+            if exists(f"SELECT 1 FROM {q.table(archive)} WHERE {q.name(column)} = {literal}", column, value):
+                raise _fill_error(
+                    op,
+                    column,
+                    value,
+                    f"is already the value of a restored row, and {op.table_name}.{column} comes back UNIQUE",
+                )
+        target = op.references.get(column)
+        if target is None:
+            continue
+        parent, _, parent_column = target.rpartition(".")
+        parent_schema, _, parent_table = parent.rpartition(".")
+        if not inspector.has_table(parent_table, schema=parent_schema or None):
+            continue
+        parent_types = {
+            c["name"]: c["type"] for c in inspector.get_columns(parent_table, schema=parent_schema or None)
+        }
+        type_sql = (
+            parent_types[parent_column].compile(dialect=dialect) if parent_column in parent_types else None
+        )
+        literal = f"CAST(:value AS {type_sql})" if type_sql else ":value"
+        quoted_parent = _Quoting(operations, parent_schema or None).table(parent_table)
+        if not exists(
+            f"SELECT 1 FROM {quoted_parent} WHERE {q.name(parent_column)} = {literal}", column, value
+        ):
+            raise _fill_error(
+                op,
+                column,
+                value,
+                f"names no row of {parent_table}, and the foreign key {op.table_name}.{column} -> "
+                f"{target} comes back (fill with an existing {parent_table}.{parent_column})",
+            )
 
 
 @Operations.implementation_for(RestoreColumnsOp)
@@ -773,7 +893,8 @@ def _render_archive_columns(autogen_context: Any, op: ArchiveColumnsOp) -> str:
 def _render_restore_columns(autogen_context: Any, op: RestoreColumnsOp) -> str:
     return (
         f"op.restore_columns({op.table_name!r}, {op.columns!r}, key={op.key!r}, "
-        f"revision={op.revision!r}{_keywords(required=op.required, schema=op.schema, on=_on(op))})"
+        f"revision={op.revision!r}{_keywords(required=op.required, schema=op.schema, on=_on(op))}"
+        f"{_keywords(unique=op.unique, references=op.references)})"
     )
 
 
@@ -799,7 +920,8 @@ def _render_check_archive(autogen_context: Any, op: CheckArchiveOp) -> str:
     kind = op.kind if op.kind != "drop" else None
     return (
         f"op.check_archive({op.table_name!r}{columns}, revision={op.revision!r}"
-        f"{_keywords(key=op.key, required=op.required, schema=op.schema, kind=kind)})"
+        f"{_keywords(key=op.key, required=op.required, schema=op.schema, kind=kind)}"
+        f"{_keywords(unique=op.unique, references=op.references)})"
     )
 
 
