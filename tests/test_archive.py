@@ -444,3 +444,18 @@ def test_a_fill_that_the_restored_keys_would_refuse_stops_before_anything_change
         ("Bob", "bob@x", 1),
         ("Cy", "cy@x", 1),
     ]
+
+
+def test_offline_upgrade_says_what_it_cannot_restore(sqlite_project: Project) -> None:
+    project = sqlite_project
+    start(
+        project,
+        employee("email = db.Column(db.String(120))"),
+        {"employee": [{"name": "Ada", "email": "a@x"}]},
+    )
+    project.flask("db", "downgrade", "base")
+    assert archive_tables(project)
+    sql = project.flask("db", "upgrade", "--sql").stdout
+    assert "-- Flask-Evolve: table employee is not restored offline" in sql
+    assert "run `flask db upgrade` (not --sql) to restore it" in sql
+    assert archive_tables(project) and project.tables() == {"alembic_version"}  # ran nothing

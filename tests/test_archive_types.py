@@ -41,9 +41,7 @@ def test_narrowed_types_give_back_the_original_values(project: Project) -> None:
     assert "Archiving the values of item.code, item.qty, item.price" in output
     # The owner accepts that prices lose their last two digits: without the guard, the
     # upgrade rounds them (on PostgreSQL; SQLite keeps what it stored).
-    path.write_text(
-        re.sub(r"\n *op\.ensure_lossless_type_change\('item', 'price'.*\)", "", script, count=1)
-    )
+    path.write_text(re.sub(r"\n *op\.ensure_lossless_type_change\('item', 'price'.*\)", "", script, count=1))
     project.flask("db", "upgrade")
     assert archive_tables(project)
     if project.dialect == "postgresql":
