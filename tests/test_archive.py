@@ -459,3 +459,52 @@ def test_offline_upgrade_says_what_it_cannot_restore(sqlite_project: Project) ->
     assert "-- Flask-Evolve: table employee is not restored offline" in sql
     assert "run `flask db upgrade` (not --sql) to restore it" in sql
     assert archive_tables(project) and project.tables() == {"alembic_version"}  # ran nothing
+
+
+MULTIDB = """
+class User(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80))
+{user}
+
+class Group(db.Model):
+    __bind_key__ = "db1"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80))
+{group}
+"""
+BINDS = 'app.config["SQLALCHEMY_BINDS"] = {"db1": os.environ["BIND_URL"]}'
+
+
+def test_archive_lists_and_purges_every_database_of_a_multidb_app(
+    project: Project, second_database_url: str
+) -> None:
+    env = {"BIND_URL": second_database_url}
+    bind = Project(project.path, second_database_url)
+    email, label = "    email = db.Column(db.String(120))", "    label = db.Column(db.String(40))"
+    project.write_app(MULTIDB.format(user=email, group=label), config=BINDS)
+    project.flask("db", "init", "--multidb", env=env)
+    project.flask("db", "migrate", "-m", "initial", env=env)
+    project.flask("db", "upgrade", env=env)
+    project.execute("INSERT INTO \"user\" (name, email) VALUES ('ada', 'ada@x')")
+    bind.execute("INSERT INTO \"group\" (name, label) VALUES ('admins', 'A')")
+    project.write_app(MULTIDB.format(user="", group=""), config=BINDS)
+    project.flask("db", "migrate", "-m", "drop", env=env)
+    project.flask("db", "upgrade", env=env)
+
+    listed = project.flask("db", "archive", env=env).stdout
+    lines = listed.splitlines()
+    assert lines[0].split()[0] == "database"
+    assert any(line.startswith("(default)") and "user.email" in line for line in lines)
+    assert any(line.startswith("db1") and "group.label" in line for line in lines)
+    assert "2 archive table(s)" in listed
+
+    project.flask("db", "downgrade", env=env)
+    assert project.rows("user") == [{"id": 1, "name": "ada", "email": "ada@x"}]
+    assert bind.rows("group") == [{"id": 1, "name": "admins", "label": "A"}]
+    project.flask("db", "upgrade", env=env)
+    purged = project.flask("db", "archive", "--purge", env=env).stdout
+    assert "user.email" in purged and "group.label" in purged and "in database db1" in purged
+    assert archive_tables(project) == set() == archive_tables(bind)
+    assert "The archive is empty" in project.flask("db", "archive", env=env).stdout
+    bind.dispose()

@@ -844,13 +844,15 @@ def parse_fill(values: Iterable[str]) -> dict[str, str]:
 def archive(
     directory: PathLike | None = None, purge: bool = False, before: str | None = None
 ) -> list[Any]:
-    """List the data the archive keeps for downgrades, or purge it.
+    """List the data the archive keeps for downgrades (every database of the app), or purge it.
 
     :param purge: drop the archive tables for good (their downgrades then stop
         with an error instead of restoring).
     :param before: with ``purge``, only what revisions older than this one wrote.
     :return: the archived tables listed (or purged), as ``ArchivedTable``.
     """
+    from dataclasses import replace
+
     from alembic.script import ScriptDirectory
 
     from flask_evolve.errors import UserInputError
@@ -869,25 +871,47 @@ def archive(
                 raise UserInputError(f"No revision '{before}' in '{_directory(directory)}'.")
             older = {r.revision for r in script.iterate_revisions(target.revision, "base")}
             older.discard(target.revision)
-    engine = _migrate_extension().require_db().engine
-    with engine.begin() as connection:
-        kept = archive_store.list_archive(connection, revisions)
-        if purge:
-            chosen = [t for t in kept if older is None or t.revision in older]
-            archive_store.purge(connection, chosen)
+    kept = []
+    chosen = []
+    for bind, engine in _archive_databases():
+        with engine.begin() as connection:
+            found = [replace(t, bind=bind) for t in archive_store.list_archive(connection, revisions)]
+            kept += found
+            if purge:
+                purged = [t for t in found if older is None or t.revision in older]
+                archive_store.purge(connection, purged)
+                chosen += purged
     if purge:
         for table in chosen:
-            config.print_stdout("Purged %s (%s, revision %s)", table.name, table.what, table.revision or "?")
+            config.print_stdout(
+                "Purged %s (%s, revision %s)%s",
+                table.name,
+                table.what,
+                table.revision or "?",
+                f" in database {table.bind}" if table.bind else "",
+            )
         if not chosen:
             config.print_stdout("Nothing to purge.")
         return chosen
     if not kept:
         config.print_stdout("The archive is empty.")
         return kept
-    config.print_stdout("%-14s %-10s %-36s %10s %10s", "revision", "dropped by", "kept", "rows", "size")
+    # The database column only where there is more than one database to tell apart.
+    binds = any(t.bind for t in kept)
+    database = "%-12s " if binds else "%s"
+    config.print_stdout(
+        database + "%-14s %-10s %-36s %10s %10s",
+        "database" if binds else "",
+        "revision",
+        "dropped by",
+        "kept",
+        "rows",
+        "size",
+    )
     for table in kept:
         config.print_stdout(
-            "%-14s %-10s %-36s %10d %10s",
+            database + "%-14s %-10s %-36s %10d %10s",
+            (table.bind or "(default)") if binds else "",
             table.revision or "?",
             table.on,
             table.what,
@@ -898,3 +922,11 @@ def archive(
     config.print_stdout("%d archive table(s), %s in all.", len(kept), archive_store.human_size(total))
     return kept
 
+
+def _archive_databases() -> list[tuple[str | None, Any]]:
+    """(bind name, engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
+    from flask_evolve.environment import app_databases
+
+    databases: list[tuple[str | None, Any]] = [(None, _migrate_extension().require_db().engine)]
+    databases += [(d.name, d.engine) for d in app_databases(multidb=True)[1:]]
+    return databases
