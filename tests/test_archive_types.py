@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 
 from tests.harness import Project
-from tests.test_archive import archive_tables, snapshot, start, write
+from tests.test_archive import archive_tables, round_trip, snapshot, start, write
 
 ITEM = """
 class Item(db.Model):
@@ -71,3 +71,40 @@ def test_narrowed_types_give_back_the_original_values(project: Project) -> None:
     project.flask("db", "upgrade")
     assert snapshot(project, {"item": "id"}) == upgraded
     assert len(archive_tables(project)) == 1
+
+
+TICKET = """
+class Ticket(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    title = db.Column(db.String(80), nullable=False)
+    status = db.Column(db.Enum("open", "closed", name="ticket_status"), nullable=False, server_default="open")
+"""
+NOTE = """
+class Note(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+"""
+
+
+def test_a_dropped_table_with_an_enum_column_comes_back_with_its_rows(project: Project) -> None:
+    start(
+        project,
+        NOTE + TICKET,
+        {"ticket": [{"title": "a", "status": "open"}, {"title": "b", "status": "closed"}]},
+    )
+    round_trip(project, NOTE, {"ticket": "id"})
+    project.execute("INSERT INTO ticket (title) VALUES ('c')")
+    assert [(r["title"], r["status"]) for r in project.rows("ticket", "id")] == [
+        ("a", "open"),
+        ("b", "closed"),
+        ("c", "open"),
+    ]
+    # Down to base (the table and its type go, the rows into the archive) and back up.
+    initial = project.version()
+    project.flask("db", "downgrade", "base")
+    project.flask("db", "upgrade", initial[0])
+    project.execute("INSERT INTO ticket (title) VALUES ('d')")
+    assert [(r["title"], r["status"]) for r in project.rows("ticket", "id")][-2:] == [
+        ("c", "open"),
+        ("d", "open"),
+    ]
+    assert archive_tables(project) == set()

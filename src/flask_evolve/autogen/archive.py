@@ -102,8 +102,9 @@ def _archive_tables(ctx: RewriteContext, revision: str) -> None:
     for drop in dropped:
         name, schema = drop.table_name, drop.schema
         created = [op for op in down.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
-        if not created or (postgresql and _holds_enum(created[0].to_table())):
+        if not created:
             continue
+        enums, defaults = _enum_columns(ctx, created[0].to_table()) if postgresql else ({}, {})
         constraints = [c for c in created[0].to_table().constraints if c.name]
         foreign_keys = [c for c in constraints if isinstance(c, ForeignKeyConstraint)]
         indexed = [c.name for c in constraints if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)]
@@ -120,16 +121,26 @@ def _archive_tables(ctx: RewriteContext, revision: str) -> None:
                     name, [CreateForeignKeyOp.from_constraint(fk) for fk in foreign_keys], schema=schema
                 )
             )
+        kept = indexed if postgresql else ()
         archives.append(
-            ArchiveTableOp(name, revision=revision, schema=schema, constraints=indexed if postgresql else ())
+            ArchiveTableOp(
+                name, revision=revision, schema=schema, constraints=kept, enums=enums, defaults=defaults
+            )
         )
         restores.insert(
             0,
-            RestoreTableOp(name, revision=revision, schema=schema, constraints=indexed if postgresql else ()),
+            RestoreTableOp(
+                name, revision=revision, schema=schema, constraints=kept, enums=enums, defaults=defaults
+            ),
         )
         ctx.note(f"Archiving table '{name}': the downgrade brings it back with its rows.")
-    up.ops.extend([*foreign_key_drops, *archives])
-    down.ops[:0] = restores
+    # Enum types go after the tables that used them, and come back before them.
+    type_drops = [op for op in up.ops if _is_enum_op(op, "DropEnumOp")] if archives else []
+    up.ops = [op for op in up.ops if op not in type_drops]
+    up.ops.extend([*foreign_key_drops, *archives, *type_drops])
+    type_creates = [op for op in down.ops if _is_enum_op(op, "CreateEnumOp")] if restores else []
+    down.ops = [op for op in down.ops if op not in type_creates]
+    down.ops[:0] = [*type_creates, *restores]
     down.ops.extend(foreign_key_creates)
 
 
@@ -325,12 +336,30 @@ def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:
     )
 
 
-def _holds_enum(table: Any) -> bool:
-    """A PostgreSQL table with an ENUM column: the migration drops the type with the table,
-    which an archived copy would still depend on, so such a table is dropped, not archived."""
+def _is_enum_op(op: Any, name: str) -> bool:
+    """alembic-postgresql-enum's type creation or drop (an optional dependency: matched by name)."""
+    return type(op).__name__ == name and type(op).__module__.startswith("alembic_postgresql_enum")
+
+
+def _enum_columns(ctx: RewriteContext, table: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The table's native ENUM columns with their types, and the server defaults of those
+    (as SQL): the archive keeps them as text, so that the types can go with the table."""
     from sqlalchemy import Enum
 
-    return any(isinstance(column.type, Enum) for column in table.columns)
+    dialect = ctx.migration_context.dialect
+    enums: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    for column in table.columns:
+        if not (isinstance(column.type, Enum) and column.type.native_enum):
+            continue
+        enums[column.name] = column.type.compile(dialect=dialect)
+        default = column.server_default
+        if default is not None and hasattr(default, "arg"):
+            arg = default.arg
+            defaults[column.name] = (
+                str(arg.text) if hasattr(arg, "text") else "'" + str(arg).replace("'", "''") + "'"
+            )
+    return enums, defaults
 
 
 def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
@@ -343,9 +372,10 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
     for drop in [op for op in down.ops if isinstance(op, DropTableOp)]:
         name, schema = drop.table_name, drop.schema
         created = [op for op in up.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
-        if not created or (postgresql and _holds_enum(created[0].to_table())):
+        if not created:
             continue
         table = created[0].to_table()
+        enums, defaults = _enum_columns(ctx, table) if postgresql else ({}, {})
         indexed = [
             c.name
             for c in table.constraints
@@ -362,6 +392,8 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
                 schema=schema,
                 constraints=indexed if postgresql else (),
                 on="downgrade",
+                enums=enums,
+                defaults=defaults,
             )
         )
         position = down.ops.index(drop)

@@ -337,6 +337,10 @@ class ArchiveTableOp(MigrateOperation):
     :param constraints: names of the table's primary key and unique constraints
         to rename along (PostgreSQL), so that their index names are free again.
     :param on: ``"downgrade"`` when the downgrade drops a table the revision created.
+    :param enums: per PostgreSQL ENUM column, its type (as SQL): the archived column
+        becomes text, so that the migration may drop the type with the table.
+    :param defaults: the server defaults (as SQL) of those columns, which depend on
+        the type too; ``restore_table`` sets them again.
     """
 
     def __init__(
@@ -347,12 +351,16 @@ class ArchiveTableOp(MigrateOperation):
         schema: str | None = None,
         constraints: Sequence[str] = (),
         on: str = "upgrade",
+        enums: dict[str, str] | None = None,
+        defaults: dict[str, str] | None = None,
     ) -> None:
         self.table_name = table_name
         self.revision = revision
         self.schema = schema
         self.constraints = list(constraints)
         self.on = on
+        self.enums = dict(enums or {})
+        self.defaults = dict(defaults or {})
 
     @classmethod
     def archive_table(
@@ -364,23 +372,43 @@ class ArchiveTableOp(MigrateOperation):
         schema: str | None = None,
         constraints: Sequence[str] = (),
         on: str = "upgrade",
+        enums: dict[str, str] | None = None,
+        defaults: dict[str, str] | None = None,
     ) -> None:
         """Move ``table_name`` into the archive instead of dropping it."""
         return operations.invoke(
-            cls(table_name, revision=revision, schema=schema, constraints=constraints, on=on)
+            cls(
+                table_name,
+                revision=revision,
+                schema=schema,
+                constraints=constraints,
+                on=on,
+                enums=enums,
+                defaults=defaults,
+            )
         )
 
     def reverse(self) -> RestoreTableOp | RestoreRowsOp:
         if self.on == "downgrade":
             return RestoreRowsOp(self.table_name, revision=self.revision, schema=self.schema)
         return RestoreTableOp(
-            self.table_name, revision=self.revision, schema=self.schema, constraints=self.constraints
+            self.table_name,
+            revision=self.revision,
+            schema=self.schema,
+            constraints=self.constraints,
+            enums=self.enums,
+            defaults=self.defaults,
         )
 
 
 @Operations.register_operation("restore_table")
 class RestoreTableOp(MigrateOperation):
-    """Rename an archived table (and the constraints renamed with it) back to its name."""
+    """Rename an archived table (and the constraints renamed with it) back to its name.
+
+    :param enums: the ENUM columns that ``archive_table`` turned into text, with
+        their types (re-created by then), and
+    :param defaults: their server defaults, to set again.
+    """
 
     def __init__(
         self,
@@ -389,11 +417,15 @@ class RestoreTableOp(MigrateOperation):
         revision: str,
         schema: str | None = None,
         constraints: Sequence[str] = (),
+        enums: dict[str, str] | None = None,
+        defaults: dict[str, str] | None = None,
     ) -> None:
         self.table_name = table_name
         self.revision = revision
         self.schema = schema
         self.constraints = list(constraints)
+        self.enums = dict(enums or {})
+        self.defaults = dict(defaults or {})
 
     @classmethod
     def restore_table(
@@ -404,13 +436,29 @@ class RestoreTableOp(MigrateOperation):
         revision: str,
         schema: str | None = None,
         constraints: Sequence[str] = (),
+        enums: dict[str, str] | None = None,
+        defaults: dict[str, str] | None = None,
     ) -> None:
         """Bring back the table that :meth:`archive_table` kept."""
-        return operations.invoke(cls(table_name, revision=revision, schema=schema, constraints=constraints))
+        return operations.invoke(
+            cls(
+                table_name,
+                revision=revision,
+                schema=schema,
+                constraints=constraints,
+                enums=enums,
+                defaults=defaults,
+            )
+        )
 
     def reverse(self) -> ArchiveTableOp:
         return ArchiveTableOp(
-            self.table_name, revision=self.revision, schema=self.schema, constraints=self.constraints
+            self.table_name,
+            revision=self.revision,
+            schema=self.schema,
+            constraints=self.constraints,
+            enums=self.enums,
+            defaults=self.defaults,
         )
 
 
@@ -771,10 +819,19 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
     q = _Quoting(operations, op.schema)
     inspector = sa.inspect(operations.get_bind())
     kept = {c["name"] for c in inspector.get_columns(archive, schema=op.schema)}
-    columns = [c["name"] for c in inspector.get_columns(op.table_name, schema=op.schema) if c["name"] in kept]
+    targets = [c for c in inspector.get_columns(op.table_name, schema=op.schema) if c["name"] in kept]
+    columns = [c["name"] for c in targets]
     listed = ", ".join(q.name(c) for c in columns)
+    dialect = operations.migration_context.dialect
+    # ENUM columns were archived as text (their type went with the table): cast them back.
+    selected = ", ".join(
+        f"CAST({q.name(c['name'])} AS {c['type'].compile(dialect=dialect)})"
+        if isinstance(c["type"], sa.Enum)
+        else q.name(c["name"])
+        for c in targets
+    )
     operations.execute(
-        f"INSERT INTO {q.table(op.table_name)} ({listed}) SELECT {listed} FROM {q.table(archive)}"
+        f"INSERT INTO {q.table(op.table_name)} ({listed}) SELECT {selected} FROM {q.table(archive)}"
     )
     if operations.migration_context.dialect.name == "postgresql":
         # The rows keep their keys; the re-created sequences must continue after them.
@@ -850,6 +907,15 @@ def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
     # "<table>_<column>_seq1" while the archive holds the old name.
     for _column, sequence in _owned_sequences(operations, op.table_name, op.schema):
         _rename_sequence(operations, sequence, _archive_of(op, sequence), op.schema)
+    # Text, so that the archive does not hold on to the type the migration drops with the table.
+    q = _Quoting(operations, op.schema)
+    for column in op.enums:
+        name = q.name(column)
+        if column in op.defaults:
+            operations.execute(f"ALTER TABLE {q.table(op.table_name)} ALTER COLUMN {name} DROP DEFAULT")
+        operations.execute(
+            f"ALTER TABLE {q.table(op.table_name)} ALTER COLUMN {name} TYPE TEXT USING {name}::text"
+        )
     operations.rename_table(op.table_name, archive, schema=op.schema)
     renames = [(c, _archive_of(op, c)) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
@@ -863,6 +929,15 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
     renames = [(_archive_of(op, c), c) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
     operations.rename_table(archive, op.table_name, schema=op.schema)
+    q = _Quoting(operations, op.schema)
+    table = q.table(op.table_name)
+    for column, type_sql in op.enums.items():
+        name = q.name(column)
+        operations.execute(
+            f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_sql} USING {name}::{type_sql}"
+        )
+        if column in op.defaults:
+            operations.execute(f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {op.defaults[column]}")
     for column, sequence in _owned_sequences(operations, op.table_name, op.schema):
         # PostgreSQL's own name for it; the archive name was derived from that one.
         original = f"{op.table_name}_{column}_seq"
@@ -929,7 +1004,8 @@ def _render_check_archive(autogen_context: Any, op: CheckArchiveOp) -> str:
 def _render_archive_table(autogen_context: Any, op: ArchiveTableOp) -> str:
     return (
         f"op.archive_table({op.table_name!r}, revision={op.revision!r}"
-        f"{_keywords(schema=op.schema, constraints=op.constraints, on=_on(op))})"
+        f"{_keywords(schema=op.schema, constraints=op.constraints, on=_on(op))}"
+        f"{_keywords(enums=op.enums, defaults=op.defaults)})"
     )
 
 
@@ -942,5 +1018,5 @@ def _render_restore_rows(autogen_context: Any, op: RestoreRowsOp) -> str:
 def _render_restore_table(autogen_context: Any, op: RestoreTableOp) -> str:
     return (
         f"op.restore_table({op.table_name!r}, revision={op.revision!r}"
-        f"{_keywords(schema=op.schema, constraints=op.constraints)})"
+        f"{_keywords(schema=op.schema, constraints=op.constraints, enums=op.enums, defaults=op.defaults)})"
     )
