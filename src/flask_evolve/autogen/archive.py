@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask_evolve.runtime.archive_ops import (
     ArchiveColumnsOp,
+    ArchiveRowsOp,
     ArchiveTableOp,
     ArchiveValuesOp,
     CheckArchiveOp,
@@ -63,7 +64,12 @@ def archive_before_drop(ctx: RewriteContext) -> None:
     _archive_type_changes(ctx, revision, on="upgrade")
     # Checks first, so that a downgrade that cannot restore stops before changing anything.
     down = ctx.downgrade_ops
-    restores = [op for op in down.ops if isinstance(op, (RestoreColumnsOp, RestoreTableOp, RestoreValuesOp))]
+    restores = [
+        op
+        for op in down.ops
+        if isinstance(op, RestoreColumnsOp | RestoreTableOp | RestoreValuesOp)
+        or (isinstance(op, RestoreRowsOp) and op.on == "upgrade")
+    ]
     down.ops[:0] = [CheckArchiveOp.for_restore(op) for op in restores]
     _archive_downgraded_tables(ctx, revision)
     _archive_downgraded_columns(ctx, revision)
@@ -103,6 +109,13 @@ def _archive_tables(ctx: RewriteContext, revision: str) -> None:
         name, schema = drop.table_name, drop.schema
         created = [op for op in down.ops if isinstance(op, CreateTableOp) and _same_table(op, name, schema)]
         if not created:
+            continue
+        if _copied_on_sqlite(ctx, created[0].to_table()):
+            up.ops.insert(up.ops.index(drop), ArchiveRowsOp(name, revision=revision, schema=schema))
+            # Back first, like a renamed table, before the tables that point at it.
+            down.ops.remove(created[0])
+            restores[:0] = [created[0], RestoreRowsOp(name, revision=revision, schema=schema, on="upgrade")]
+            ctx.note(f"Archiving the rows of table '{name}': the downgrade brings it back with its rows.")
             continue
         enums, defaults = _enum_columns(ctx, created[0].to_table()) if postgresql else ({}, {})
         constraints = [c for c in created[0].to_table().constraints if c.name]
@@ -336,6 +349,19 @@ def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:
     )
 
 
+def _copied_on_sqlite(ctx: RewriteContext, table: Any) -> bool:
+    """A SQLite table with foreign keys is archived as a copy of its rows (O(rows)), not renamed:
+    a renamed table keeps its foreign keys (SQLite cannot drop them without a copy anyway), and
+    with ``PRAGMA foreign_keys=ON`` they would forbid deleting the rows it points at, or
+    change the archive through ``ON DELETE`` actions. The downgrade re-creates the table and
+    copies the rows back."""
+    from sqlalchemy import ForeignKeyConstraint
+
+    if ctx.migration_context.dialect.name != "sqlite":
+        return False
+    return any(isinstance(c, ForeignKeyConstraint) for c in table.constraints)
+
+
 def _is_enum_op(op: Any, name: str) -> bool:
     """alembic-postgresql-enum's type creation or drop (an optional dependency: matched by name)."""
     return type(op).__name__ == name and type(op).__module__.startswith("alembic_postgresql_enum")
@@ -375,6 +401,12 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
         if not created:
             continue
         table = created[0].to_table()
+        up.ops.insert(up.ops.index(created[0]) + 1, RestoreRowsOp(name, revision=revision, schema=schema))
+        if _copied_on_sqlite(ctx, table):
+            down.ops.insert(
+                down.ops.index(drop), ArchiveRowsOp(name, revision=revision, schema=schema, on="downgrade")
+            )
+            continue
         enums, defaults = _enum_columns(ctx, table) if postgresql else ({}, {})
         indexed = [
             c.name
@@ -398,7 +430,6 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
         )
         position = down.ops.index(drop)
         down.ops[position : position + 1] = replacement
-        up.ops.insert(up.ops.index(created[0]) + 1, RestoreRowsOp(name, revision=revision, schema=schema))
 
 
 def _archive_downgraded_columns(ctx: RewriteContext, revision: str) -> None:

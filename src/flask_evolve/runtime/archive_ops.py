@@ -462,27 +462,73 @@ class RestoreTableOp(MigrateOperation):
         )
 
 
-@Operations.register_operation("restore_rows")
-class RestoreRowsOp(MigrateOperation):
-    """On the way up again, copy back the rows a downgrade archived into the table just re-created.
+@Operations.register_operation("archive_rows")
+class ArchiveRowsOp(MigrateOperation):
+    """Copy every row of a table about to be dropped into the archive (``CREATE TABLE ... AS SELECT``).
 
-    A database that never went down has no archive: then there is nothing to do.
+    Used instead of ``archive_table``'s rename for a SQLite table with foreign keys:
+    renamed, it would keep them, and with ``PRAGMA foreign_keys=ON`` the rows it
+    points at could not be deleted (or an ``ON DELETE`` action would change it).
     """
 
-    def __init__(self, table_name: str, *, revision: str, schema: str | None = None) -> None:
+    def __init__(
+        self, table_name: str, *, revision: str, schema: str | None = None, on: str = "upgrade"
+    ) -> None:
         self.table_name = table_name
         self.revision = revision
         self.schema = schema
-        self.on = "downgrade"
+        self.on = on
+
+    @classmethod
+    def archive_rows(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        on: str = "upgrade",
+    ) -> None:
+        """Keep a copy of the rows of ``table_name`` before it is dropped."""
+        return operations.invoke(cls(table_name, revision=revision, schema=schema, on=on))
+
+    def reverse(self) -> RestoreRowsOp:
+        return RestoreRowsOp(self.table_name, revision=self.revision, schema=self.schema, on=self.on)
+
+
+@Operations.register_operation("restore_rows")
+class RestoreRowsOp(MigrateOperation):
+    """Copy archived rows back into the table just re-created, then drop the archive.
+
+    :param on: ``"downgrade"`` (the default): on the way up again, the rows a
+        downgrade archived; a database that never went down has no archive, and
+        then there is nothing to do. ``"upgrade"``: the rows ``archive_rows`` kept.
+    """
+
+    def __init__(
+        self, table_name: str, *, revision: str, schema: str | None = None, on: str = "downgrade"
+    ) -> None:
+        self.table_name = table_name
+        self.revision = revision
+        self.schema = schema
+        self.on = on
 
     @classmethod
     def restore_rows(
-        cls, operations: Operations, table_name: str, *, revision: str, schema: str | None = None
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        revision: str,
+        schema: str | None = None,
+        on: str = "downgrade",
     ) -> None:
         """Copy the archived rows of ``table_name`` back, if a downgrade archived any."""
-        return operations.invoke(cls(table_name, revision=revision, schema=schema))
+        return operations.invoke(cls(table_name, revision=revision, schema=schema, on=on))
 
-    def reverse(self) -> ArchiveTableOp:
+    def reverse(self) -> ArchiveTableOp | ArchiveRowsOp:
+        if self.on == "upgrade":
+            return ArchiveRowsOp(self.table_name, revision=self.revision, schema=self.schema)
         return ArchiveTableOp(self.table_name, revision=self.revision, schema=self.schema, on="downgrade")
 
 
@@ -555,8 +601,10 @@ class CheckArchiveOp(MigrateOperation):
         return self
 
     @classmethod
-    def for_restore(cls, op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp) -> CheckArchiveOp:
-        if isinstance(op, RestoreTableOp):
+    def for_restore(
+        cls, op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp | RestoreRowsOp
+    ) -> CheckArchiveOp:
+        if isinstance(op, RestoreTableOp | RestoreRowsOp):
             return cls(op.table_name, revision=op.revision, schema=op.schema)
         if isinstance(op, RestoreValuesOp):
             return cls(op.table_name, op.columns, revision=op.revision, schema=op.schema, kind=op.kind)
@@ -580,7 +628,7 @@ def _has_table(operations: Operations, name: str, schema: str | None) -> bool:
 
 
 def _refuse_stale_archive(
-    operations: Operations, op: ArchiveColumnsOp | ArchiveTableOp, archive: str
+    operations: Operations, op: ArchiveColumnsOp | ArchiveTableOp | ArchiveRowsOp, archive: str
 ) -> None:
     if operations.migration_context.as_sql or not _has_table(operations, archive, op.schema):
         return
@@ -774,6 +822,14 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
     operations.execute(f"DROP TABLE {q.table(archive)}")
 
 
+@Operations.implementation_for(ArchiveRowsOp)
+def _archive_rows(operations: Operations, op: ArchiveRowsOp) -> None:
+    q = _Quoting(operations, op.schema)
+    archive = _archive_of(op, op.table_name)
+    _refuse_stale_archive(operations, op, archive)
+    operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT * FROM {q.table(op.table_name)}")
+
+
 @Operations.implementation_for(RestoreValuesOp)
 def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
     q = _Quoting(operations, op.schema)
@@ -811,12 +867,19 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
 @Operations.implementation_for(RestoreRowsOp)
 def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
     archive = _archive_of(op, op.table_name)
+    q = _Quoting(operations, op.schema)
     if operations.migration_context.as_sql:
-        _skipped_offline(operations, f"table {op.table_name}", archive)
+        if op.on == "downgrade":
+            _skipped_offline(operations, f"table {op.table_name}", archive)
+            return
+        # Offline nothing can be reflected; the re-created table has the archived columns, in order.
+        operations.execute(f"INSERT INTO {q.table(op.table_name)} SELECT * FROM {q.table(archive)}")
+        operations.execute(f"DROP TABLE {q.table(archive)}")
         return
     if not _has_table(operations, archive, op.schema):
-        return
-    q = _Quoting(operations, op.schema)
+        if op.on == "downgrade":
+            return
+        raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
     inspector = sa.inspect(operations.get_bind())
     kept = {c["name"] for c in inspector.get_columns(archive, schema=op.schema)}
     targets = [c for c in inspector.get_columns(op.table_name, schema=op.schema) if c["name"] in kept]
@@ -1009,9 +1072,18 @@ def _render_archive_table(autogen_context: Any, op: ArchiveTableOp) -> str:
     )
 
 
+@renderers.dispatch_for(ArchiveRowsOp)
+def _render_archive_rows(autogen_context: Any, op: ArchiveRowsOp) -> str:
+    return (
+        f"op.archive_rows({op.table_name!r}, revision={op.revision!r}"
+        f"{_keywords(schema=op.schema, on=_on(op))})"
+    )
+
+
 @renderers.dispatch_for(RestoreRowsOp)
 def _render_restore_rows(autogen_context: Any, op: RestoreRowsOp) -> str:
-    return f"op.restore_rows({op.table_name!r}, revision={op.revision!r}{_keywords(schema=op.schema)})"
+    on = "upgrade" if op.on == "upgrade" else None
+    return f"op.restore_rows({op.table_name!r}, revision={op.revision!r}{_keywords(schema=op.schema, on=on)})"
 
 
 @renderers.dispatch_for(RestoreTableOp)

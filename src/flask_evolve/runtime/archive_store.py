@@ -113,7 +113,9 @@ def list_archive(
         revision, table, on, kind = _origin(name, revisions, live)
         # A renamed table keeps its primary key; CREATE TABLE AS (archived columns) has none.
         columns: tuple[str, ...] | None = None
-        if not inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"):
+        # A SQLite table with foreign keys is archived as a copy (no key either), and its table is gone.
+        copied = table is not None and table not in live and kind == "drop"
+        if not copied and not inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"):
             key: set[str] = set()
             if table is not None and table in live:
                 key = set(inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])
