@@ -10,10 +10,13 @@ from hypothesis import strategies as st
 from flask_evolve.autogen.archive import exclude_archive_tables
 from flask_evolve.runtime.archive_ops import (
     ArchiveColumnsOp,
+    ArchiveRowsOp,
     ArchiveTableOp,
+    ArchiveValuesOp,
     RestoreColumnsOp,
     RestoreRowsOp,
     RestoreTableOp,
+    RestoreValuesOp,
     archive_name,
     is_archive_table,
 )
@@ -40,6 +43,14 @@ def test_different_tables_get_different_archives(revision: str, first: str, seco
 
 def test_what_an_upgrade_and_a_downgrade_archive_never_share_a_table() -> None:
     assert archive_name("abc123abc123", "employee") != archive_name("abc123abc123", "employee", "downgrade")
+
+
+@given(revisions, identifiers, st.sampled_from(["upgrade", "downgrade"]))
+def test_dropped_columns_and_original_values_of_one_table_get_two_archives(
+    revision: str, table: str, on: str
+) -> None:
+    values = archive_name(revision, table, on, kind="values")
+    assert values != archive_name(revision, table, on) and len(values.encode()) <= 63
 
 
 def test_reverse_pairs() -> None:
@@ -77,6 +88,24 @@ def test_scripts_show_the_archive_as_plain_op_calls() -> None:
     downgrade = render_python_code(upgrade.reverse())
     assert "op.restore_table('company', revision='abc')" in downgrade
     assert "op.restore_columns('employee', ['email'], key=['id'], revision='abc')" in downgrade
+
+
+def test_type_change_and_copied_table_ops_reverse_and_render() -> None:
+    archive = ArchiveValuesOp("item", ["price"], key=["id"], revision="abc")
+    restore = RestoreValuesOp(
+        "item", ["price"], key=["id"], revision="abc", types={"price": "NUMERIC(12, 2)"}
+    )
+    assert isinstance(archive.reverse(), RestoreValuesOp) and isinstance(restore.reverse(), ArchiveValuesOp)
+    rows = ArchiveRowsOp("company", revision="abc")
+    assert isinstance(rows.reverse(), RestoreRowsOp) and rows.reverse().on == "upgrade"
+    assert isinstance(rows.reverse().reverse(), ArchiveRowsOp)
+    code = render_python_code(ops.UpgradeOps([archive, restore, rows, rows.reverse()]))
+    assert "op.archive_values('item', ['price'], key=['id'], revision='abc')" in code
+    assert "types={'price': 'NUMERIC(12, 2)'}" in code
+    assert "op.archive_rows('company', revision='abc')" in code
+    assert "op.restore_rows('company', revision='abc', on='upgrade')" in code
+    enums = ArchiveTableOp("t", revision="abc", enums={"s": "status"}, defaults={"s": "'a'::status"})
+    assert enums.reverse().enums == {"s": "status"} and enums.reverse().defaults == {"s": "'a'::status"}
 
 
 def test_include_name_hides_archive_tables_and_asks_the_apps_own_filter() -> None:

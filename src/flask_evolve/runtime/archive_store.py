@@ -145,7 +145,7 @@ def purge(connection: Connection, tables: Iterable[ArchivedTable], schema: str |
 
 
 _ARCHIVE_CALL = re.compile(
-    r"op\.archive_(?P<kind>columns|table|values)\(\s*(?P<quote>['\"])(?P<table>[^'\"]+)(?P=quote)"
+    r"op\.archive_(?P<kind>columns|table|values|rows)\(\s*(?P<quote>['\"])(?P<table>[^'\"]+)(?P=quote)"
     r"(?P<rest>[^)]*)\)"
 )
 
