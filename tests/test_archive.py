@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Project
+from tests.test_cli_multidb import BINDS
 
 IMPORTS = "from sqlalchemy import MetaData"
 # Named constraints, so that the downgrade can recreate exactly the old ones on both databases.
@@ -475,7 +476,6 @@ class Group(db.Model):
     name = db.Column(db.String(80))
 {group}
 """
-BINDS = 'app.config["SQLALCHEMY_BINDS"] = {"db1": os.environ["BIND_URL"]}'
 
 
 def test_archive_lists_and_purges_every_database_of_a_multidb_app(
