@@ -262,19 +262,28 @@ CHANGES = [
 
 CHANGES += [
     _c(
-        "add an unnamed CHECK (SQLite)",
+        "add an unnamed CHECK",
         f"class T28(db.Model):\n    {PK}\n    a = db.Column(db.Integer)\n",
         f"class T28(db.Model):\n    {PK}\n    a = db.Column(db.Integer, db.CheckConstraint('a > 0'))\n",
         "INSERT INTO t28 (a) VALUES (3)",
         "t28",
     ),
     _c(
-        "drop an unnamed CHECK (SQLite)",
+        "drop an unnamed CHECK",
         f"class T29(db.Model):\n    {PK}\n    a = db.Column(db.Integer)\n"
         "    __table_args__ = (db.CheckConstraint('a < 100'),)\n",
         f"class T29(db.Model):\n    {PK}\n    a = db.Column(db.Integer)\n",
         "INSERT INTO t29 (a) VALUES (3)",
         "t29",
+    ),
+    _c(
+        "change an unnamed CHECK, keep another",
+        f"class T31(db.Model):\n    {PK}\n    a = db.Column(db.Integer, db.CheckConstraint('a > 0'))\n"
+        "    b = db.Column(db.String(5))\n    __table_args__ = (db.CheckConstraint(\"b <> ''\"),)\n",
+        f"class T31(db.Model):\n    {PK}\n    a = db.Column(db.Integer, db.CheckConstraint('a >= 0'))\n"
+        "    b = db.Column(db.String(5))\n    __table_args__ = (db.CheckConstraint(\"b <> ''\"),)\n",
+        "INSERT INTO t31 (a, b) VALUES (3, 'x')",
+        "t31",
     ),
 ]
 
@@ -293,9 +302,6 @@ CHANGES += [
 # Comments exist on PostgreSQL only; sqlite_autoincrement/COLLATE NOCASE are SQLite spellings.
 SQLITE_ONLY = {
     "add a column to a table with AUTOINCREMENT and COLLATE, next to a type change",
-    # PostgreSQL names unnamed CHECKs itself; only named ones are tracked there.
-    "add an unnamed CHECK (SQLite)",
-    "drop an unnamed CHECK (SQLite)",
 }
 
 

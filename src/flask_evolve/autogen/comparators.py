@@ -1,4 +1,4 @@
-"""Autogenerate comparators that close Alembic's detection gaps: server defaults, type length/precision."""
+"""Autogenerate comparators that close Alembic's detection gaps: server defaults, sizes, CHECKs."""
 
 from __future__ import annotations
 
@@ -182,104 +182,18 @@ def _compare_type_size(
     return PriorityDispatchResult.STOP
 
 
-def _keep_unnamed_checks(
-    autogen_context: AutogenContext,
-    modify_table_ops: Any,
-    schema: str | None,
-    tname: str,
-    conn_table: sa.Table | None,
-    metadata_table: sa.Table | None,
-) -> PriorityDispatchResult:
-    """Undo Alembic's by-name CHECK comparison where it cannot know better.
-
-    PostgreSQL names an unnamed CHECK itself (``t_a_check``); comparing by name,
-    Alembic would then drop it on every migrate. While the model has unnamed
-    CHECKs, keep the database's auto-named ones (name your CHECKs to track changes).
-    """
-    from alembic.operations import ops
-
-    if metadata_table is None or conn_table is None:
-        return PriorityDispatchResult.CONTINUE
-    candidates = [*metadata_table.constraints, *(ck for c in metadata_table.columns for ck in c.constraints)]
-    unnamed = [c for c in candidates if isinstance(c, sa.CheckConstraint) and not isinstance(c.name, str)]
-    if not unnamed:
-        return PriorityDispatchResult.CONTINUE
-    prefix = f"{tname}_"
-    modify_table_ops.ops[:] = [
-        op
-        for op in modify_table_ops.ops
-        if not (
-            isinstance(op, ops.DropConstraintOp)
-            and op.constraint_type == "check"
-            and str(op.constraint_name).startswith(prefix)
-            and str(op.constraint_name).endswith("_check")
-        )
-    ]
-    return PriorityDispatchResult.CONTINUE
-
-
-def _check_sql(text: str) -> str:
-    return " ".join(_strip_parens(text).split())
-
-
-def _compare_unnamed_sqlite_checks(
-    autogen_context: AutogenContext,
-    modify_table_ops: Any,
-    schema: str | None,
-    tname: str,
-    conn_table: sa.Table | None,
-    metadata_table: sa.Table | None,
-) -> PriorityDispatchResult:
-    """Unnamed CHECKs on SQLite, compared by their SQL text.
-
-    SQLite keeps a CHECK's text as it was written, and that text comes from the
-    same SQLAlchemy compiler that renders the models', so equal texts mean equal
-    constraints. A change becomes a drop/add that the SQLite planner turns into a
-    rebuild of the table.
-    """
-    from alembic.operations import ops
-
-    dialect = autogen_context.dialect
-    if dialect is None or dialect.name != "sqlite" or conn_table is None or metadata_table is None:
-        return PriorityDispatchResult.CONTINUE
-    inspector = autogen_context.inspector
-    reflected = [ck for ck in inspector.get_check_constraints(tname, schema=schema) if ck.get("name") is None]
-    # Column-level CHECKs live on their column, not in the table's constraints.
-    candidates = [*metadata_table.constraints, *(ck for c in metadata_table.columns for ck in c.constraints)]
-    declared = [
-        ck for ck in candidates if isinstance(ck, sa.CheckConstraint) and not isinstance(ck.name, str)
-    ]
-    compiled = {
-        id(ck): _check_sql(str(ck.sqltext.compile(dialect=dialect, compile_kwargs={"literal_binds": True})))
-        for ck in declared
-    }
-    remaining = [_check_sql(ck["sqltext"]) for ck in reflected]
-    added = []
-    for ck in declared:
-        if compiled[id(ck)] in remaining:
-            remaining.remove(compiled[id(ck)])
-        else:
-            added.append(ck)
-    for text in remaining:
-        dropped = sa.CheckConstraint(sa.text(text), table=conn_table)
-        modify_table_ops.ops.append(ops.DropConstraintOp.from_constraint(dropped))
-        log.info("Detected removed unnamed check constraint %r on table %r", text, tname)
-    for ck in added:
-        modify_table_ops.ops.append(ops.AddConstraintOp.from_constraint(ck))
-        log.info("Detected added unnamed check constraint %r on table %r", compiled[id(ck)], tname)
-    return PriorityDispatchResult.CONTINUE
-
-
 def setup(plugin: Plugin) -> None:
     """Register our comparators on ``plugin`` (Alembic's plugin protocol)."""
+    from flask_evolve.autogen.checks import compare_checks
+
     # Between Alembic's user hook (FIRST) and its dialect comparison (LAST).
     plugin.add_autogenerate_comparator(
         _compare_type_size, "column", "types", priority=DispatchPriority.MEDIUM
     )
+    # Before Alembic's by-name CHECK comparison, which it stops on SQLite and PostgreSQL.
     plugin.add_autogenerate_comparator(
-        _keep_unnamed_checks, "table", "checkconstraints", priority=DispatchPriority.LAST
+        compare_checks, "table", "checkconstraints", priority=DispatchPriority.FIRST
     )
-    plugin.add_autogenerate_comparator(_compare_unnamed_sqlite_checks, "table", "checkconstraints")
 
 
 Plugin.setup_plugin_from_module(sys.modules[__name__], PLUGIN_NAME)

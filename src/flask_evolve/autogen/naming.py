@@ -312,5 +312,6 @@ def name_constraints(ctx: RewriteContext) -> None:
     # so only the upgrade names new tables' constraints by the convention.
     for tree, tree_convention in ((ctx.upgrade_ops, convention), (ctx.downgrade_ops, None)):
         tables = _name_tree(tree, tree_convention, max_length, fallback)
-        if tables:
+        # Only SQLite has reflected constraints without a name; PostgreSQL drops by the real one.
+        if tables and ctx.migration_context.dialect.name == "sqlite":
             _with_batch_convention(tree, tables, fallback)

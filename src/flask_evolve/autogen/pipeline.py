@@ -52,6 +52,7 @@ Rewriter = Callable[["RewriteContext"], None]
 
 def _default_rewriters() -> list[Rewriter]:
     from flask_evolve.autogen.archive import archive_before_drop
+    from flask_evolve.autogen.checks import keep_column_checks
     from flask_evolve.autogen.guards import guard_type_changes
     from flask_evolve.autogen.naming import name_constraints
     from flask_evolve.autogen.renames import detect_renames
@@ -62,6 +63,7 @@ def _default_rewriters() -> list[Rewriter]:
     # it turns every other rewriter's ops into ALTERs or rebuilds.
     return [
         detect_renames,
+        keep_column_checks,
         name_constraints,
         archive_before_drop,
         restore_not_null_columns,
@@ -70,8 +72,8 @@ def _default_rewriters() -> list[Rewriter]:
     ]
 
 
-#: The rewriters, in the order they run: renames, constraint names, archive-before-drop,
-#: re-added NOT NULL columns, type-change guards, SQLite planning.
+#: The rewriters, in the order they run: renames, column CHECKs of new tables, constraint names,
+#: archive-before-drop, re-added NOT NULL columns, type-change guards, SQLite planning.
 REWRITERS: list[Rewriter] = _default_rewriters()
 
 #: Key in ``Config.attributes`` where ``--dry-run`` leaves the rendered script instead of writing it.

@@ -1,0 +1,116 @@
+"""CHECK constraints through the real CLI: unnamed ones an older project left in the database change, go."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from tests.harness import Project
+from tests.test_renames import create_all_schema, reference_url, scripts  # noqa: F401 (a fixture)
+
+OLD = """
+class Stock(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    qty = db.Column(db.Integer, db.CheckConstraint('qty > 0'))
+    sku = db.Column(db.String(20))
+    size = db.Column(db.String(2))
+    __table_args__ = (
+        db.CheckConstraint("sku <> ''"),
+        db.CheckConstraint("size IN ('S', 'M', 'L')"),
+    )
+"""
+
+NEW = """
+class Stock(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    qty = db.Column(db.Integer, db.CheckConstraint('qty >= 0'))
+    sku = db.Column(db.String(20))
+    size = db.Column(db.String(2))
+    price = db.Column(db.Integer, db.CheckConstraint('price > 0'))
+    __table_args__ = (db.CheckConstraint("size IN ('S', 'M', 'L')"),)
+"""
+
+ROWS = [(1, 5, "a", "S"), (2, 1, "b", "L")]
+
+
+def _rows(project: Project) -> list[tuple[object, ...]]:
+    return project.query("SELECT id, qty, sku, size FROM stock ORDER BY id")
+
+
+def _older_project(project: Project) -> None:
+    """Tables made without a naming convention: the database holds the CHECKs unnamed
+    (PostgreSQL then names them itself: stock_qty_check, stock_sku_check, stock_size_check)."""
+    project.write_app(OLD, migrate_args='naming_convention="off"')
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "old")
+    project.flask("db", "upgrade")
+    project.execute(
+        "INSERT INTO stock (id, qty, sku, size) VALUES (:i, :q, :s, :z)",
+        [dict(zip("iqsz", row, strict=True)) for row in ROWS],
+    )
+
+
+def test_unnamed_checks_of_an_older_project_are_changed_dropped_and_added(
+    project: Project, reference_url: str  # noqa: F811
+) -> None:
+    _older_project(project)
+    old_schema = project.schema()
+    assert len(old_schema["stock"]["checks"]) == 3  # the column-level CHECK was created too
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+
+    project.write_app(NEW, migrate_args='naming_convention="off"')
+    migrate = project.flask("db", "migrate", "-m", "checks")
+    script = scripts(project)[-1].read_text()
+    upgrade = script.split("def downgrade")[0]
+    assert "constraint(None" not in script
+    if project.dialect == "postgresql":
+        # Dropped by the names PostgreSQL gave them; the unchanged one is left alone.
+        assert re.search(r"drop_constraint\('stock_qty_check'", upgrade), script
+        assert re.search(r"drop_constraint\('stock_sku_check'", upgrade), script
+        assert "stock_size_check" not in script
+    assert "Detected added check constraint 'qty >= 0'" in migrate.stderr
+
+    project.flask("db", "upgrade")
+    new_schema = project.schema()
+    assert new_schema == create_all_schema(project, reference_url)[0]
+    assert _rows(project) == ROWS
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    # The database enforces the new conditions, and no longer the dropped one.
+    with pytest.raises(sa.exc.IntegrityError):
+        project.execute("UPDATE stock SET qty = -1 WHERE id = 2")
+    project.execute("UPDATE stock SET qty = 0, sku = '' WHERE id = 2")
+    project.execute("UPDATE stock SET qty = 1, sku = 'b' WHERE id = 2")
+
+    project.flask("db", "downgrade")
+    assert project.schema() == old_schema
+    assert _rows(project) == ROWS
+    project.flask("db", "upgrade")
+    assert project.schema() == new_schema
+    assert _rows(project) == ROWS
+
+
+NAMED_BY_CONVENTION = """
+class Stock(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    qty = db.Column(db.Integer, db.CheckConstraint('qty > 0'))
+    sku = db.Column(db.String(20))
+    __table_args__ = (db.CheckConstraint("sku <> ''"),)
+"""
+
+
+def test_unnamed_checks_named_by_the_convention_are_no_change(project: Project) -> None:
+    # A new project names the models' unnamed CHECKs (ck_stock_<hash>); the models still
+    # say nothing of a name, which must not read as "dropped" on the next migrate.
+    project.write_app(NAMED_BY_CONVENTION)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    assert re.search(r"CheckConstraint\('qty > 0', name='ck_stock_\w+'\)", scripts(project)[-1].read_text())
+    project.flask("db", "upgrade")
+    assert len(project.schema()["stock"]["checks"]) == 2
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    assert "check constraint" not in again.stderr
