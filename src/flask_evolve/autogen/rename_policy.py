@@ -50,11 +50,12 @@ class ColumnRename:
 
 @dataclass(frozen=True)
 class TableRename:
-    """Table ``old`` became ``new``."""
+    """Table ``old`` became ``new``; ``detail`` says how else it changed ("" when only renamed)."""
 
     old: str
     new: str
     reason: str = "assumed"
+    detail: str = field(default="", compare=False)
 
     @property
     def flag(self) -> str:
@@ -66,7 +67,8 @@ class TableRename:
 
     @property
     def question(self) -> str:
-        return f"Did you rename table {self.old} to {self.new}? [y/N] "
+        changed = f" and change it ({self.detail})" if self.detail else ""
+        return f"Did you rename table {self.old} to {self.new}{changed}? [y/N] "
 
     def ends(self) -> tuple[tuple[str, str], tuple[str, str]]:
         return ("", self.old), ("", self.new)

@@ -25,6 +25,7 @@ from flask_evolve.autogen.rename_policy import (
     parse_hints,
     policy_from_options,
 )
+from flask_evolve.autogen.renamed_tables import RenamedTable, compare_renamed_table
 
 if TYPE_CHECKING:
 
@@ -138,7 +139,8 @@ class RenameMap:
         return self.tables.get(name, name)
 
     def column(self, table: str, name: str) -> str:
-        return self.columns.get((table, name), name)
+        # Renames inside a renamed table are keyed by its new name; callers may hold either.
+        return self.columns.get((table, name)) or self.columns.get((self.table(table), name), name)
 
     def add(self, rename: Rename) -> None:
         if isinstance(rename, TableRename):
@@ -229,6 +231,26 @@ def table_mismatch(
     return None
 
 
+def strong_overlap(db_table: sa.Table, model_table: sa.Table, types_differ: TypesDiffer) -> str | None:
+    """Whether a dropped and an added table are likely one table renamed and changed; says how alike.
+
+    The primary key must be the same (names and types), at least half of the larger table's
+    column names shared, and at least one of them besides the key.
+    """
+    db_key = {c.name for c in db_table.primary_key.columns}
+    model_key = {c.name for c in model_table.primary_key.columns}
+    if not db_key or db_key != model_key:
+        return None
+    if any(types_differ(db_table.c[name], model_table.c[name]) for name in db_key):
+        return None
+    # By name: a shared column may change too (its type, nullability...) in the same migration.
+    shared = len(set(db_table.c.keys()) & set(model_table.c.keys()))
+    larger = max(len(db_table.c), len(model_table.c))
+    if shared * 2 < larger or shared <= len(db_key):
+        return None
+    return f"{shared} of {larger} columns in common"
+
+
 def type_text(column: sa.Column[Any], dialect: sa.Dialect | None) -> str:
     try:
         return str(column.type.compile(dialect=dialect))
@@ -251,6 +273,8 @@ class Schemas:
     convention: Mapping[str, Any] | None = None
     #: PostgreSQL: the sequence a serial/identity column takes its values from.
     serial_sequence: Callable[[str, str], str | None] | None = None
+    #: Compares database table ``old`` with model table ``new`` as if renamed (None: pure renames only).
+    compare_renamed: Callable[[str, str], RenamedTable | None] | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -258,6 +282,7 @@ class Schemas:
 
 
 def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -> list[TableRename]:
+    """Pairs that differ only by name, and (when changes can be compared) pairs strongly alike."""
     found = []
     for old in changes.dropped_tables:
         for new in changes.added_tables:
@@ -266,6 +291,10 @@ def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -
                 continue
             if table_mismatch(db_table, model_table, schemas.types_differ, names) is None:
                 found.append(TableRename(old, new))
+            elif schemas.compare_renamed is not None:
+                alike = strong_overlap(db_table, model_table, schemas.types_differ)
+                if alike:
+                    found.append(TableRename(old, new, detail=alike))
     return found
 
 
@@ -327,12 +356,12 @@ def _stated_table_renames(
                 f"check the names (the database has {old!r}: {old in schemas.database})."
             )
         problem = table_mismatch(schemas.database[old], schemas.models[new], schemas.types_differ, names)
-        if problem:
+        if problem and schemas.compare_renamed is None:
             raise RenameError(
                 f"{where}: {old} and {new} differ beyond their name ({problem}); "
                 f"rename in one migration and change the table in the next."
             )
-        renames.append(TableRename(old, new, reason=source))
+        renames.append(TableRename(old, new, reason=source, detail=problem or ""))
     return renames
 
 
@@ -382,6 +411,8 @@ class Outcome:
 
     renames: list[Rename] = field(default_factory=list)
     ambiguous: list[Rename] = field(default_factory=list)
+    #: The other changes of tables renamed and changed, on their new names (after the renames).
+    changed_tables: list[ops.ModifyTableOps] = field(default_factory=list)
 
 
 def choose_renames(
@@ -410,6 +441,9 @@ def choose_renames(
         names.add(rename)
     outcome.renames += tables + decision.accepted
     outcome.ambiguous += decision.ambiguous
+    for rename in tables + decision.accepted:
+        if isinstance(rename, TableRename) and rename.detail:
+            _compare_changed_table(rename, changes, schemas, outcome)
 
     columns = _stated_column_renames(hints, changes, schemas, names)
     for rename in columns:
@@ -419,6 +453,27 @@ def choose_renames(
     outcome.renames += columns + decision.accepted
     outcome.ambiguous += decision.ambiguous
     return outcome
+
+
+def _compare_changed_table(
+    rename: TableRename, changes: TreeChanges, schemas: Schemas, outcome: Outcome
+) -> None:
+    """The other changes of a renamed table join the tree's changes, so its columns' renames are found too."""
+    assert schemas.compare_renamed is not None
+    compared = schemas.compare_renamed(rename.old, rename.new)
+    if compared is None:
+        raise RenameError(
+            f"cannot compare table {rename.old} with {rename.new} as a renamed table; "
+            f"rename it in one migration (--rename {rename.old}={rename.new}) and change it in the next, "
+            f"or run with --no-renames to drop and create it (its rows are lost)."
+        )
+    outcome.changed_tables.append(compared.changes)
+    schemas.database = {**schemas.database, rename.new: compared.database_table}
+    for sub in compared.changes.ops:
+        if isinstance(sub, ops.DropColumnOp):
+            changes.dropped_columns.setdefault(rename.new, {})[sub.column_name] = sub
+        elif isinstance(sub, ops.AddColumnOp):
+            changes.added_columns.setdefault(rename.new, {})[sub.column.name] = sub
 
 
 # -- rewriting the tree -----------------------------------------------------------------------
@@ -613,7 +668,9 @@ def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap)
                     break
             pairs = [(rename.old, c.name, rename.new, c.name) for c in db_table.c]
         else:
-            pairs = [(rename.table, rename.old, rename.table, rename.new)]
+            # The column of a table renamed in this migration lives under the table's old name.
+            live = next((o for o, n in names.tables.items() if n == rename.table), rename.table)
+            pairs = [(live, rename.old, rename.table, rename.new)]
         for table, column, new_table, new_column in pairs:
             sequence = schemas.serial_sequence(table, column) if schemas.serial_sequence else None
             wanted = f"{new_table}_{new_column}_seq"
@@ -630,8 +687,16 @@ def _comment(rename: Rename) -> str:
     return f"rename from {rename.reason}: {rename.label}"
 
 
-def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schemas: Schemas) -> None:
-    """Replace each rename's drop + add by a rename op, and fix up the constraints and indexes around it."""
+def apply_renames(
+    upgrade_ops: ops.UpgradeOps,
+    renames: Sequence[Rename],
+    schemas: Schemas,
+    changed_tables: Sequence[ops.ModifyTableOps] = (),
+) -> None:
+    """Replace each rename's drop + add by a rename op, and fix up the constraints and indexes around it.
+
+    ``changed_tables`` are the other changes of tables renamed and changed: they run after the renames.
+    """
     if not renames:
         return
     names = RenameMap()
@@ -639,6 +704,8 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
         names.add(rename)
     old_tables = set(names.tables)
     new_tables = set(names.tables.values())
+    changed = {m.table_name for m in changed_tables}
+    changed |= {old for old, new in names.tables.items() if new in changed}
     renamed_columns = {(r.table, r.old) for r in renames if isinstance(r, ColumnRename)}
     added_columns = {(r.table, r.new) for r in renames if isinstance(r, ColumnRename)}
 
@@ -647,7 +714,10 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
         for op in upgrade_ops.ops
         if not (isinstance(op, ops.CreateTableOp) and op.schema is None and op.table_name in new_tables)
         and not (isinstance(op, ops.DropTableOp) and op.schema is None and op.table_name in old_tables)
+        # What the comparison said of a changed table's two halves apart: changed_tables says it all.
+        and not (isinstance(op, ops.ModifyTableOps) and op.schema is None and op.table_name in changed)
     ]
+    upgrade_ops.ops[:0] = list(changed_tables)
     _remove(
         upgrade_ops,
         lambda op: (isinstance(op, ops.DropColumnOp) and (op.table_name, op.column_name) in renamed_columns)
@@ -662,6 +732,7 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
             _reconcile(upgrade_ops, db_table, model_table, names, schemas, layout)
 
     rename_ops: list[Any] = []
+    groups = {group.table_name: group for group in changed_tables}
     for rename in renames:
         if isinstance(rename, TableRename):
             rename_ops.append(RenameTableOp(rename.old, rename.new, comment=_comment(rename)))
@@ -676,7 +747,11 @@ def apply_renames(upgrade_ops: ops.UpgradeOps, renames: Sequence[Rename], schema
                 existing_nullable=column.nullable,
                 comment=_comment(rename),
             )
-            if schemas.dialect_name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_RENAME_COLUMN:
+            group = groups.get(rename.table)
+            if schemas.dialect_name == "sqlite" and group is not None:
+                # The table's other changes: one rebuild (or ALTERs) that knows the column's two names.
+                group.ops.insert(sum(isinstance(o, RenameColumnOp) for o in group.ops), op)
+            elif schemas.dialect_name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_RENAME_COLUMN:
                 # No RENAME COLUMN before SQLite 3.25: Alembic's batch mode copies the table instead.
                 rename_ops.append(ops.ModifyTableOps(rename.table, [op]))
             else:
@@ -741,7 +816,12 @@ def summary_lines(renames: Sequence[Rename]) -> list[str]:
     lines = []
     for rename in renames:
         kind = "column" if isinstance(rename, ColumnRename) else "table"
-        if rename.reason == "assumed":
+        if rename.reason == "assumed" and isinstance(rename, TableRename) and rename.detail:
+            why = f"assumed: {rename.detail}, and no other candidate"
+            lines.append(
+                f"Rename table {rename.label}, then change it ({why}); use --no-renames for drop + add"
+            )
+        elif rename.reason == "assumed":
             why = "assumed: same type and constraints, and no other candidate"
             lines.append(f"Rename {kind} {rename.label} ({why}); use --no-renames for drop + add")
         elif rename.reason == "confirmed":
@@ -770,6 +850,7 @@ def detect_renames(ctx: RewriteContext) -> None:
         dialect=migration_context.dialect,
         convention=convention_in_force(ctx),
         serial_sequence=_serial_sequence_lookup(connection),
+        compare_renamed=lambda old, new: compare_renamed_table(migration_context, old, new),
     )
     outcome = choose_renames(
         changes,
@@ -783,7 +864,7 @@ def detect_renames(ctx: RewriteContext) -> None:
         raise RenameError(ambiguity_message(outcome.ambiguous))
     if not outcome.renames:
         return
-    apply_renames(ctx.upgrade_ops, outcome.renames, schemas)
+    apply_renames(ctx.upgrade_ops, outcome.renames, schemas, outcome.changed_tables)
     ctx.downgrade_ops.ops[:] = []
     ctx.upgrade_ops.reverse_into(ctx.downgrade_ops)
     for line in summary_lines(outcome.renames):

@@ -348,6 +348,26 @@ def _unmodelled_indexes(
     ]
 
 
+_CREATE_INDEX = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)",
+    re.IGNORECASE,
+)
+
+
+def _index_name(sql: str) -> str | None:
+    match = _CREATE_INDEX.match(sql)
+    return match.group(1).strip('"').replace('""', '"') if match else None
+
+
+def _created_indexes(op_list: Iterable[ops.MigrateOperation]) -> set[str]:
+    found = set()
+    for op in op_list:
+        for inner in op.ops if isinstance(op, ops.ModifyTableOps) else [op]:
+            if isinstance(inner, ops.CreateIndexOp):
+                found.add(str(inner.index_name))
+    return found
+
+
 def _plan(
     op_list: list[ops.MigrateOperation],
     *,
@@ -367,7 +387,8 @@ def _plan(
                 live_names[op.table_name] = op.new_table_name
     planned: list[ops.MigrateOperation] = []
     changed_columns: dict[str, tuple[list[str], set[str]]] = {}
-    for op in _merge_groups(op_list):
+    merged = _merge_groups(op_list)
+    for position, op in enumerate(merged):
         # Subclasses too (e.g. a batch carrying a naming convention to find unnamed
         # constraints): an exact rebuild needs no constraint names.
         if not _plannable(op):
@@ -398,6 +419,11 @@ def _plan(
         elif source is None or target is None or op.schema is not None:
             planned.append(op)  # nothing exact to rebuild to: Alembic's batch mode does it
         else:
+            # An index a later op creates (a rename's index, under its name of the other side)
+            # must not exist yet when that op runs.
+            later = _created_indexes(merged[position + 1 :])
+            kept = [sql for sql in target.index_sql if _index_name(sql) not in later]
+            target = replace(target, index_sql=kept)
             statements = rebuild_statements(op, source, target, dependents, dialect)
             planned.append(RebuildTableOps(name, op.ops, statements))
             planned.append(CheckForeignKeysOp(name))
