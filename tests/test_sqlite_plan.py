@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import render_python_code
 from alembic.operations import ops
 
 from flask_evolve.autogen.sqlite_plan import NativeTableOps, RebuildTableOps, _plan
@@ -31,7 +32,7 @@ def _models() -> sa.MetaData:
 
 def _planned(connection: sa.Connection, *changes: ops.MigrateOperation) -> ops.MigrateOperation:
     planned = _plan(
-        [ops.ModifyTableOps("t", list(changes))], upgrade=True, connection=connection, metadata=_models()
+        [ops.ModifyTableOps("t", list(changes))], upgrade=True, connection=connection, metadatas=[_models()]
     )
     return planned[0]
 
@@ -71,3 +72,17 @@ def test_a_not_null_column_without_default_or_a_non_constant_default_rebuilds(
     now = ops.AddColumnOp("t", sa.Column("y", sa.DateTime, server_default=sa.func.now()))
     assert isinstance(_planned(connection, not_null), RebuildTableOps)
     assert isinstance(_planned(connection, now), RebuildTableOps)
+
+
+def test_without_a_model_to_rebuild_to_it_is_a_batch_even_when_batch_rendering_is_off(
+    connection: sa.Connection,
+) -> None:
+    # SQLite cannot drop a constraint with ALTER TABLE: a plain op.drop_constraint() would fail.
+    unique = sa.UniqueConstraint("uniq", name="uq_t_uniq")
+    sa.Table("t", sa.MetaData(), sa.Column("uniq", sa.String(10)), unique)
+    drop = ops.DropConstraintOp.from_constraint(unique)
+    planned = _plan([ops.ModifyTableOps("t", [drop])], upgrade=True, connection=connection, metadatas=[])
+    code = render_python_code(ops.UpgradeOps(planned), render_as_batch=False)
+    assert "with op.batch_alter_table('t'" in code and "batch_op.drop_constraint('uq_t_uniq'" in code
+    reverse = render_python_code(ops.UpgradeOps([planned[0].reverse()]), render_as_batch=False)
+    assert "with op.batch_alter_table('t'" in reverse

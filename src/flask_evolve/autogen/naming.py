@@ -279,6 +279,24 @@ def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str]]]:
     return found
 
 
+def _add_to_group(tree: Any, group: Any, *, first: bool) -> None:
+    """Put ``group``'s ops into the tree's changes of the same table (first or last), else add it."""
+    from alembic.operations import ops
+
+    from flask_evolve.autogen.batch import BatchTableOps
+
+    for index, op in enumerate(tree.ops):
+        if type(op) in (ops.ModifyTableOps, BatchTableOps) and op.table_name == group.table_name:
+            merged = BatchTableOps.from_modify(op, **group.batch_kwargs)
+            merged.ops[:] = [*group.ops, *merged.ops] if first else [*merged.ops, *group.ops]
+            tree.ops[index] = merged
+            return
+    if first:
+        tree.ops.insert(0, group)
+    else:
+        tree.ops.append(group)
+
+
 def _add_sqlite_unique_drops(
     ctx: RewriteContext, convention: Mapping[str, Any], max_length: int | None
 ) -> None:
@@ -292,8 +310,11 @@ def _add_sqlite_unique_drops(
         sa.Table(table, sa.MetaData(), *(sa.Column(c) for c in columns), constraint)
         drop = ops.DropConstraintOp.from_constraint(constraint)
         batch_kwargs = {"naming_convention": {"uq": convention.get("uq", NAMING_CONVENTION["uq"])}}
-        ctx.upgrade_ops.ops.append(BatchTableOps(table, [drop], batch_kwargs=batch_kwargs))
-        ctx.downgrade_ops.ops.insert(0, BatchTableOps(table, [drop.reverse()], batch_kwargs=batch_kwargs))
+        # Into the table's other changes if it has some: one rebuild (SQLite) for all of them.
+        _add_to_group(ctx.upgrade_ops, BatchTableOps(table, [drop], batch_kwargs=batch_kwargs), first=False)
+        _add_to_group(
+            ctx.downgrade_ops, BatchTableOps(table, [drop.reverse()], batch_kwargs=batch_kwargs), first=True
+        )
         ctx.note(f"Detected removed unnamed unique constraint on {table}({', '.join(columns)}) (SQLite)")
 
 

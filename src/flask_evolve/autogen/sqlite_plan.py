@@ -14,6 +14,7 @@ from alembic.autogenerate import render, renderers
 from alembic.operations import ops
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from flask_evolve.autogen.batch import BatchTableOps
 from flask_evolve.autogen.comparators import _canonical_sql
 from flask_evolve.autogen.guards import CheckForeignKeysOp
 
@@ -373,7 +374,7 @@ def _plan(
     *,
     upgrade: bool,
     connection: sa.Connection,
-    metadata: sa.MetaData | None,
+    metadatas: list[sa.MetaData],
 ) -> list[ops.MigrateOperation]:
     dialect = connection.dialect
     objects = _schema_objects(connection)
@@ -396,9 +397,8 @@ def _plan(
             continue
         name = op.table_name
         live = _live_shape(objects, connection, live_names.get(name, name))
-        table = (
-            metadata.tables.get(name if op.schema is None else f"{op.schema}.{name}") if metadata else None
-        )
+        key = name if op.schema is None else f"{op.schema}.{name}"
+        table = next((m.tables[key] for m in metadatas if key in m.tables), None)
         declared = _metadata_shape(table, dialect) if table is not None else None
         if upgrade and live is not None and declared is not None:
             declared.index_sql += _unmodelled_indexes(objects, connection, live.name, table)  # type: ignore[arg-type]
@@ -417,7 +417,9 @@ def _plan(
         if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
             planned.append(NativeTableOps(name, op.ops, schema=op.schema))
         elif source is None or target is None or op.schema is not None:
-            planned.append(op)  # nothing exact to rebuild to: Alembic's batch mode does it
+            # Nothing exact to rebuild to: Alembic's batch mode does it, even under
+            # render_as_batch=False (plain ALTERs of constraints or types fail on SQLite).
+            planned.append(BatchTableOps.from_modify(op, always=True))
         else:
             # An index a later op creates (a rename's index, under its name of the other side)
             # must not exist yet when that op runs.
@@ -440,13 +442,12 @@ def plan_sqlite(ctx: RewriteContext) -> None:
     context = ctx.migration_context
     if context.dialect.name != "sqlite" or context.connection is None:
         return
-    metadata = context.opts.get("target_metadata")
-    if isinstance(metadata, (list, tuple)):
-        metadata = metadata[0] if len(metadata) == 1 else None
+    target = context.opts.get("target_metadata")
+    metadatas = [m for m in (target if isinstance(target, (list, tuple)) else [target]) if m is not None]
     connection = context.connection
     ctx.upgrade_ops.ops[:] = _plan(
-        ctx.upgrade_ops.ops, upgrade=True, connection=connection, metadata=metadata
+        ctx.upgrade_ops.ops, upgrade=True, connection=connection, metadatas=metadatas
     )
     ctx.downgrade_ops.ops[:] = _plan(
-        ctx.downgrade_ops.ops, upgrade=False, connection=connection, metadata=metadata
+        ctx.downgrade_ops.ops, upgrade=False, connection=connection, metadatas=metadatas
     )
