@@ -831,10 +831,69 @@ def summary_lines(renames: Sequence[Rename]) -> list[str]:
     return lines
 
 
+def _alike_columns(dropped: ops.DropColumnOp, added: ops.AddColumnOp, types_differ: TypesDiffer) -> bool:
+    reverse = dropped.reverse()
+    if not isinstance(reverse, ops.AddColumnOp):
+        return False
+    old, new = reverse.column, added.column
+    return not types_differ(old, new) and bool(old.nullable) == bool(new.nullable)
+
+
+def other_schema_renames(upgrade_ops: ops.UpgradeOps, types_differ: TypesDiffer) -> list[str]:
+    """Drop + add pairs outside the default schema that could be renames (which are not supported there).
+
+    Columns: a dropped and an added column of one table with the same type and nullability, or an
+    added column with a ``renamed_from`` hint. Tables: a dropped and an added table of one schema with
+    the same primary key and half their column names in common, or a ``renamed_from`` hint.
+    """
+    found: list[str] = []
+    dropped_tables: dict[str, list[ops.DropTableOp]] = {}
+    added_tables: dict[str, list[ops.CreateTableOp]] = {}
+    for op in upgrade_ops.ops:
+        schema = getattr(op, "schema", None)
+        if schema is None:
+            continue
+        if isinstance(op, ops.DropTableOp):
+            dropped_tables.setdefault(schema, []).append(op)
+        elif isinstance(op, ops.CreateTableOp):
+            added_tables.setdefault(schema, []).append(op)
+        elif isinstance(op, ops.ModifyTableOps):
+            drops = [sub for sub in op.ops if isinstance(sub, ops.DropColumnOp)]
+            for add in (sub for sub in op.ops if isinstance(sub, ops.AddColumnOp)):
+                hinted = add.column.info.get(RENAMED_FROM)
+                for drop in drops:
+                    alike = hinted is None and _alike_columns(drop, add, types_differ)
+                    if hinted == drop.column_name or alike:
+                        found.append(f"{schema}.{op.table_name}.{drop.column_name} -> {add.column.name}")
+    for schema, drops in dropped_tables.items():
+        for create in added_tables.get(schema, []):
+            for drop in drops:
+                old_table = drop.to_table()
+                new_table = create.to_table()
+                hinted = new_table.info.get(RENAMED_FROM) == old_table.name
+                if hinted or strong_overlap(old_table, new_table, types_differ):
+                    found.append(f"{schema}.{old_table.name} -> {new_table.name}")
+    return found
+
+
 def detect_renames(ctx: RewriteContext) -> None:
     """Rewriter: turn drop + add pairs into renames, as the options and the policy decide."""
     hints = parse_hints(ctx.options.get("renames") or ())
     policy = policy_from_options(ctx.options)
+    impl = ctx.migration_context.impl
+
+    def types_differ(db_column: sa.Column[Any], model_column: sa.Column[Any]) -> bool:
+        return bool(impl.compare_type(db_column, model_column))
+
+    if policy != "off":
+        possible = other_schema_renames(ctx.upgrade_ops, types_differ)
+        if possible:
+            raise RenameError(
+                f"Possible renames outside the default schema, which Flask-Evolve does not detect: "
+                f"{', '.join(possible)}. Write the rename in the script yourself "
+                f"(op.alter_column(..., new_column_name=..., schema=...), op.rename_table(..., schema=...)) "
+                f"or run with --no-renames to drop and add (the values come back only on downgrade)."
+            )
     changes = TreeChanges.of(ctx.upgrade_ops)
     if changes.is_empty() and not (hints.tables or hints.columns):
         return
@@ -842,11 +901,10 @@ def detect_renames(ctx: RewriteContext) -> None:
     connection = migration_context.bind
     if connection is None:
         return
-    impl = migration_context.impl
     schemas = Schemas(
         database=_database_tables(connection, ctx.upgrade_ops),  # type: ignore[arg-type]
         models=_model_tables(migration_context.opts.get("target_metadata")),
-        types_differ=lambda db_column, model_column: bool(impl.compare_type(db_column, model_column)),
+        types_differ=types_differ,
         dialect=migration_context.dialect,
         convention=convention_in_force(ctx),
         serial_sequence=_serial_sequence_lookup(connection),
