@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
+from flask_evolve.autogen.renames import strong_overlap
 from tests.harness import Project
 from tests.test_autogenerate_matrix import FK_ON
 from tests.test_renames import reference_url, round_trip, scripts  # noqa: F401 (a fixture)
@@ -163,3 +167,36 @@ def test_no_renames_keeps_drop_and_create(sqlite_project: Project) -> None:
     project.flask("db", "migrate", "--no-renames")
     script = scripts(project)[-1].read_text()
     assert "op.create_table('organization'" in script and "rename_table" not in script
+
+
+def _table(metadata: sa.MetaData, name: str, *columns: str, key: str = "id") -> sa.Table:
+    others = (sa.Column(c, sa.String(9)) for c in columns)
+    return sa.Table(name, metadata, sa.Column(key, sa.Integer, primary_key=True), *others)
+
+
+def _same_type(a: sa.Column[Any], b: sa.Column[Any]) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "alike"),
+    [
+        (("a", "b", "c"), ("a", "b", "d"), "3 of 4 columns in common"),
+        (("a", "b", "c"), ("a", "x"), "2 of 4 columns in common"),
+        (("a",), ("b",), None),  # only the key in common
+        (("a", "b", "c", "d", "e"), ("a", "x"), None),  # less than half
+    ],
+)
+def test_strong_overlap_needs_the_key_and_half_the_columns(
+    old: tuple[str, ...], new: tuple[str, ...], alike: str | None
+) -> None:
+    db, models = sa.MetaData(), sa.MetaData()
+    result = strong_overlap(_table(db, "company", *old), _table(models, "organization", *new), _same_type)
+    assert result == alike
+
+
+def test_strong_overlap_needs_the_same_primary_key() -> None:
+    db, models = sa.MetaData(), sa.MetaData()
+    company = _table(db, "company", "a", "b")
+    organization = _table(models, "organization", "a", "b", key="oid")
+    assert strong_overlap(company, organization, _same_type) is None

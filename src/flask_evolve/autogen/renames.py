@@ -832,7 +832,7 @@ def summary_lines(renames: Sequence[Rename]) -> list[str]:
 
 
 def _alike_columns(dropped: ops.DropColumnOp, added: ops.AddColumnOp, types_differ: TypesDiffer) -> bool:
-    reverse = dropped.reverse()
+    reverse = getattr(dropped, "_reverse", None)
     if not isinstance(reverse, ops.AddColumnOp):
         return False
     old, new = reverse.column, added.column
