@@ -73,7 +73,10 @@ def postgresql_spellings(
         )
     except sa.exc.CompileError:
         return None
-    savepoint = connection.begin_nested()
+    try:
+        savepoint = connection.begin_nested()
+    except sa.exc.DBAPIError:  # e.g. an AUTOCOMMIT connection: no savepoints
+        return None
     try:
         connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {PROBE_TABLE} ({columns})")
         for index, condition in enumerate(conditions):

@@ -65,7 +65,11 @@ def compare_renamed_table(migration_context: MigrationContext, old: str, new: st
     opts["include_name"] = _only_table(new, opts.get("include_name"), object_hook=False)
     opts["include_object"] = _only_table(new, opts.get("include_object"), object_hook=True)
     opts["target_metadata"] = metadata
-    savepoint = connection.begin_nested()
+    try:
+        savepoint = connection.begin_nested()
+    except sa.exc.DBAPIError as exc:  # e.g. an AUTOCOMMIT connection: no savepoints
+        log.debug("could not compare %s as %s: %s", old, new, exc)
+        return None
     try:
         connection.exec_driver_sql(f"ALTER TABLE {quote(old)} RENAME TO {quote(new)}")
         # The user sees these changes once, in the lines about the renames.
