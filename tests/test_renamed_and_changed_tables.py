@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask_evolve.autogen.renames import strong_overlap
 from tests.harness import Project
 from tests.test_autogenerate_matrix import FK_ON
+from tests.test_constraint_names import as_existing_project
 from tests.test_renames import reference_url, round_trip, scripts  # noqa: F401 (a fixture)
 
 OLD = """
@@ -52,8 +53,7 @@ def _start(project: Project, *, imports: str = "") -> None:
     project.write_app(OLD, imports=imports)
     project.flask("db", "init")
     # An existing project: the database names constraints itself, as create_all() does.
-    ini = project.migrations / "alembic.ini"
-    ini.write_text(ini.read_text().split("[flask_evolve]")[0])
+    as_existing_project(project)
     project.flask("db", "migrate", "-m", "initial")
     project.flask("db", "upgrade")
     project.execute(

@@ -8,6 +8,7 @@ import pytest
 
 from tests.harness import Project
 from tests.test_autogenerate_matrix import FK_ON
+from tests.test_constraint_names import as_existing_project
 from tests.test_renames import create_all_schema
 
 OLD = """
@@ -56,8 +57,7 @@ def test_unnamed_unique_and_foreign_key_drop_without_batch_rendering(
     project.write_app(OLD, migrate_args=ARGS, imports=imports)
     project.flask("db", "init")
     # An existing project (no naming convention): the constraints are unnamed in the database.
-    ini = project.migrations / "alembic.ini"
-    ini.write_text(ini.read_text().split("[flask_evolve]")[0])
+    as_existing_project(project)
     project.flask("db", "migrate", "-m", "initial")
     project.flask("db", "upgrade")
     project.execute("INSERT INTO company (cid, code) VALUES (1, 'a'), (2, 'b')")
