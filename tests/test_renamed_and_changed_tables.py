@@ -98,10 +98,8 @@ def test_a_table_renamed_and_changed_keeps_its_rows(
 
     project.flask("db", "downgrade")
     assert "organization" not in project.tables()
-    rows = project.rows("company", order_by="cid")
-    assert [{k: v for k, v in r.items() if k != "motto"} for r in rows] == [
-        {k: v for k, v in c.items() if k != "motto"} for c in COMPANIES
-    ]
+    # The dropped motto comes back from the archive too.
+    assert project.rows("company", order_by="cid") == COMPANIES
     assert project.rows("employee", order_by="id") == EMPLOYEES
     project.flask("db", "upgrade")
     _assert_renamed_rows(project)

@@ -187,9 +187,14 @@ def _column_order(ctx: RewriteContext, table_name: str, schema: str | None) -> d
 
 
 def _archive_columns(ctx: RewriteContext, revision: str) -> None:
-    from alembic.operations.ops import DropColumnOp, ModifyTableOps
+    from alembic.operations.ops import DropColumnOp, ModifyTableOps, RenameTableOp
 
     up = ctx.upgrade_ops
+    # A table renamed in this migration is changed under its new name, which the database
+    # does not have yet: its key and columns are read under the old one.
+    former_names = {
+        (op.new_table_name, op.schema): op.table_name for op in up.ops if isinstance(op, RenameTableOp)
+    }
     for container in list(up.ops):
         if not isinstance(container, ModifyTableOps):
             continue
@@ -198,8 +203,9 @@ def _archive_columns(ctx: RewriteContext, revision: str) -> None:
             continue
         table, schema = container.table_name, container.schema
         names = [op.column_name for op in drops]
-        key = _primary_key(ctx, table, schema)
-        order = _column_order(ctx, table, schema)
+        live_name = former_names.get((table, schema), table)
+        key = _primary_key(ctx, live_name, schema)
+        order = _column_order(ctx, live_name, schema)
         names.sort(key=lambda name: order.get(name, len(order)))
         if not key or set(key) & set(names):
             ctx.note(
@@ -207,7 +213,7 @@ def _archive_columns(ctx: RewriteContext, revision: str) -> None:
                 f"left to restore the values by; the downgrade cannot bring them back."
             )
             continue
-        if not _rewrite_downgrade(ctx, table, schema, names, key, revision):
+        if not _rewrite_downgrade(ctx, table, schema, names, key, revision, live_name=live_name):
             continue
         up.ops.insert(
             up.ops.index(container),
@@ -217,7 +223,14 @@ def _archive_columns(ctx: RewriteContext, revision: str) -> None:
 
 
 def _rewrite_downgrade(
-    ctx: RewriteContext, table: str, schema: str | None, names: list[str], key: list[str], revision: str
+    ctx: RewriteContext,
+    table: str,
+    schema: str | None,
+    names: list[str],
+    key: list[str],
+    revision: str,
+    *,
+    live_name: str,
 ) -> bool:
     """Re-add the columns nullable, restore them, then re-apply NOT NULL and the other changes."""
     from alembic.operations.ops import AddColumnOp, AlterColumnOp, ModifyTableOps
@@ -236,7 +249,7 @@ def _rewrite_downgrade(
             continue
         # The live column (the database still has it) is the truth about NOT NULL and the default:
         # another rewriter may have re-added it with a placeholder default or nullable already.
-        live = {c["name"]: c for c in _reflected_columns(ctx, table, schema)}
+        live = {c["name"]: c for c in _reflected_columns(ctx, live_name, schema)}
         readded: list[Any] = []
         not_null: list[Any] = []
         required: list[str] = []
