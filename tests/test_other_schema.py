@@ -108,3 +108,15 @@ def test_a_possible_rename_in_another_schema_is_refused_in_one_line(other_schema
     assert "title" in snapshot(project)["columns"]
     project.flask("db", "downgrade")
     assert rows(project) == [(1, "a", 1), (2, "b", 2)]
+
+
+def test_verify_replays_a_history_with_another_schema(other_schema_project: Project) -> None:
+    project = other_schema_project
+    project.write_app(models(extra="    note = db.Column(db.String(20))"), migrate_args=ARGS)
+    # The automatic verify of the new step runs on a scratch copy that has the schema too.
+    migrate = project.flask("db", "migrate", "-m", "note")
+    assert "verify: OK" in migrate.output and "FAIL" not in migrate.output, migrate.output
+    project.flask("db", "upgrade")
+    verified = project.flask("db", "verify")
+    assert "verify: OK: 2 revision(s) replayed" in verified.output, verified.output
+    assert rows(project) == [(1, "a", 1), (2, "b", 2)]

@@ -74,6 +74,10 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
         url.set(database=name), poolclass=NullPool, connect_args={"options": "-c synchronous_commit=off"}
     )
     try:
+        # Migrations put tables in the schemas the live database has; they seldom create them.
+        with admin.connect() as live, engine.begin() as scratch:
+            for schema in user_schemas(live):
+                scratch.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(scratch, schema)}"))
         yield engine
     finally:
         engine.dispose()
@@ -83,6 +87,22 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
             except sa.exc.ProgrammingError:  # PostgreSQL < 13 has no FORCE; our engine is disposed.
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def user_schemas(connection: sa.Connection) -> list[str]:
+    """PostgreSQL schemas besides ``public`` and the system ones."""
+    return list(
+        connection.execute(
+            sa.text(
+                "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' "
+                "AND nspname NOT IN ('information_schema', 'public') ORDER BY nspname"
+            )
+        ).scalars()
+    )
+
+
+def _quoted(connection: sa.Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote_identifier(name)
 
 
 def _no_sqlite_durability(dbapi_connection: object, _: object) -> None:
@@ -115,6 +135,9 @@ def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str
     else:
         metadata = sa.MetaData()
         metadata.reflect(source)
+        for schema in user_schemas(source):
+            target.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(target, schema)}"))
+            metadata.reflect(source, schema=schema)
         for table in metadata.tables.values():
             for column in table.columns:
                 default = column.server_default
