@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
 
+from flask_evolve.autogen.comparators import compare_server_default
 from flask_evolve.autogen.fingerprint import skip_unchanged_tables, split_create_table, unchanged_tables
 from tests.harness import Project
 
@@ -183,7 +184,8 @@ def migration_code(connection: sa.Connection, metadata: sa.MetaData, *, skip: bo
     Sorted because Alembic orders some operations (foreign-key drops) by set iteration, which
     changes with the hash seed: the two paths must produce the same operations, in any order.
     """
-    opts: dict[str, Any] = {"compare_type": True, "compare_server_default": True}
+    # The comparison Migrate() configures by default: Flask-Evolve's server-default comparator.
+    opts: dict[str, Any] = {"compare_type": True, "compare_server_default": compare_server_default}
     if skip:
         opts = skip_unchanged_tables(connection, metadata, opts)
     context = MigrationContext.configure(connection, opts=opts)
@@ -306,6 +308,60 @@ def test_migrate_skips_unchanged_tables_and_detects_the_changed_one(project: Pro
     assert project.rows("employee", order_by="id") == [
         {"id": 1, "name": "Ada", "company_id": 1, "email": None}
     ]
+
+
+STATEMENT_LOG = """
+import os
+
+import sqlalchemy
+
+
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "before_cursor_execute")
+def _log_statement(conn, cursor, statement, parameters, context, executemany):
+    if "STATEMENT_LOG" not in os.environ:
+        return
+    with open(os.environ["STATEMENT_LOG"], "a") as log:
+        log.write(" ".join(statement.split()) + "\\n")
+"""
+
+
+def wide_models(count: int) -> str:
+    return "\n".join(
+        f"""
+class T{i}(db.Model):
+    __tablename__ = "t{i}"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+    code = db.Column(db.String(20), index=True)
+    parent_id = db.Column(db.Integer, db.ForeignKey("t{max(i - 1, 0)}.id"))
+"""
+        for i in range(count)
+    )
+
+
+def no_change_statements(project: Project, tables: int) -> list[str]:
+    """The SQL statements a no-change ``flask db migrate`` sends with ``tables`` tables migrated."""
+    project.write_app(wide_models(tables), imports=STATEMENT_LOG)
+    project.flask("db", "migrate", "-m", f"{tables} tables")
+    project.flask("db", "upgrade")
+    log = project.path / "statements.log"
+    log.unlink(missing_ok=True)
+    result = project.flask("db", "migrate", env={"STATEMENT_LOG": str(log)})
+    assert "No changes in schema detected." in result.output
+    # Skipped as unchanged is compared and found equal, not filtered out by the app.
+    assert "excluded by" not in result.output
+    return log.read_text().splitlines()
+
+
+def test_the_default_configuration_skips_unchanged_tables(project: Project) -> None:
+    """With Migrate()'s defaults (its own server-default comparator included), a no-change
+    migrate sends as many statements for 12 tables as for 3: the 9 added tables are not read."""
+    project.write_app(wide_models(1), imports=STATEMENT_LOG)
+    project.flask("db", "init")
+    few = no_change_statements(project, 3)
+    many = no_change_statements(project, 12)
+    assert len(many) == len(few), "\n".join(many)
+    assert project.tables() >= {f"t{i}" for i in range(12)}
 
 
 # --- random schema pairs --------------------------------------------------------------------

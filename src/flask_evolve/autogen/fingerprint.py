@@ -450,16 +450,40 @@ def skip_unchanged_tables(
     """``context.configure()`` arguments with the unchanged-table hooks composed in.
 
     Left as they are when the app compares types or server defaults with its own callables:
-    those may see differences in what the database's DDL does not show.
+    those may see differences in what the database's DDL does not show. Flask-Evolve's own
+    ``compare_server_default`` (the default) is no such callable: on PostgreSQL a proven table
+    has no server default in its model and the database's defaults are part of the proof; on
+    SQLite the ``DEFAULT`` clauses are part of the compared DDL text. Either way that comparator
+    could only have answered "equal" (the equivalence tests run with it).
 
     :param convention: the naming convention in force for unnamed constraints, if any.
     """
-    if callable(args.get("compare_type")) or callable(args.get("compare_server_default")):
+    server_default = args.get("compare_server_default")
+    if callable(args.get("compare_type")) or (
+        callable(server_default) and not _is_our_server_default_comparator(server_default)
+    ):
         return args
     hooks = SkipUnchangedTables(
         connection, metadata, args.get("include_name"), args.get("include_object"), convention
     )
     return {**args, "include_name": hooks.include_name, "include_object": hooks.include_object}
+
+
+def app_filters(opts: Mapping[str, Any]) -> tuple[IncludeName | None, IncludeObject | None]:
+    """The ``include_name`` / ``include_object`` hooks of ``context.configure()`` options as the
+    app gave them, without the unchanged-table skip: a table skipped as unchanged is compared
+    (and found equal), not filtered out by the app."""
+    include_name, include_object = opts.get("include_name"), opts.get("include_object")
+    owner = getattr(include_name, "__self__", None)
+    if isinstance(owner, SkipUnchangedTables):
+        return owner.include_name_hook, owner.include_object_hook
+    return include_name, include_object
+
+
+def _is_our_server_default_comparator(hook: Any) -> bool:
+    from flask_evolve.autogen.comparators import compare_server_default
+
+    return hook is compare_server_default
 
 
 def proven_unchanged(migration_context: Any) -> set[str]:
