@@ -215,6 +215,10 @@ class Migrate:
         opts: Iterable[str] | None = None,
     ) -> AlembicConfig:
         """Build the Alembic Config for ``directory`` (the default folder if ``None``)."""
+        from flask_evolve.runtime import revision_cache
+
+        # Long histories: heads/current/history read the revision map from a cache.
+        revision_cache.install()
         directory = str(self.directory if directory is None else directory)
         config = _alembic_config_class()(os.path.join(directory, "alembic.ini"))
         config.set_main_option("script_location", directory)
