@@ -107,7 +107,7 @@ def wide_schema(bench: Bench, make_db: Callable[[str], Database], n: int, *, upg
         project.write_models(wide_models(n))
         bench.log(f"setting up {n} tables on {database.kind} for {tool.name}")
         project.flask("db", "init")
-        project.flask("db", "migrate", "-m", "initial")
+        project.migrate_untimed("-m", "initial")
         # The set-up's own upgrade is the first sample of "upgrade of the initial revision".
         first_upgrades[tool.name] = [project.flask("db", "upgrade").seconds]
         projects[tool.name] = project
@@ -285,7 +285,7 @@ def big_sqlite_table(bench: Bench, make_db: Callable[[str], Database], rows: int
         project.write_models(BIG_MODELS.format(label="label", note=NOTE_COLUMN))
         bench.log(f"setting up a {rows}-row SQLite table for {tool.name}")
         project.flask("db", "init")
-        project.flask("db", "migrate", "-m", "initial")
+        project.migrate_untimed("-m", "initial")
         project.flask("db", "upgrade")
         sqlite_fill(database.path, "big", rows)
         templates[tool.name] = bench.root / f"big-template-{_slug(tool)}.db"
@@ -306,7 +306,7 @@ def big_sqlite_table(bench: Bench, make_db: Callable[[str], Database], rows: int
             project.write_models(models)
             migrate_help = project.flask("db", "migrate", "--help").stdout
             args = hint if hint and hint[0] in migrate_help else ()
-            project.flask("db", "migrate", "-m", change, *args)
+            project.migrate_untimed("-m", change, *args)
             generated = _new_versions(project, initial)
             bench.notes.append(f"{change}, {project.tool.name} wrote: {_operations(generated)}")
             project.initial = initial  # type: ignore[attr-defined]
