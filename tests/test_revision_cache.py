@@ -48,10 +48,12 @@ def script_directory(migrations: Path) -> ScriptDirectory:
 
 
 def read_map(migrations: Path) -> dict[str, tuple[object, ...]]:
-    """Every revision as (down_revision, branch_labels, dependencies, module kind), and the heads."""
+    """Every revision as (down_revision, branch_labels, dependencies, path, module kind), and the heads."""
     script = script_directory(migrations)
     found: dict[str, tuple[object, ...]] = {
-        rev.revision: (rev.down_revision, rev.branch_labels, rev.dependencies, type(rev.module).__name__)
+        rev.revision: (
+            rev.down_revision, rev.branch_labels, rev.dependencies, str(rev.path), type(rev.module).__name__
+        )
         for rev in script.walk_revisions()
     }
     found["heads"] = tuple(sorted(script.get_heads()))
@@ -63,12 +65,17 @@ def cache_file(migrations: Path) -> Path:
 
 
 def without_kind(found: dict[str, tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
-    return {rev: value if rev == "heads" else value[:3] for rev, value in found.items()}
+    return {rev: value if rev == "heads" else value[:4] for rev, value in found.items()}
 
 
 def test_a_second_reading_comes_from_the_cache_and_equals_the_files(migrations: Path) -> None:
     chain(migrations, 5)
-    write_revision(migrations, "side", "r2", "pass")
+    side = write_revision(migrations, "side", "r2", "pass")
+    side.write_text(
+        side.read_text()
+        .replace("branch_labels = None", "branch_labels = ('feature',)")
+        .replace("depends_on = None", "depends_on = 'r1'")
+    )
     age(migrations / "versions")
 
     first = read_map(migrations)
@@ -79,6 +86,7 @@ def test_a_second_reading_comes_from_the_cache_and_equals_the_files(migrations: 
     assert {kind for rev, (*_, kind) in second.items() if rev != "heads"} == {"_DeferredModule"}
     assert without_kind(second) == without_kind(first)
     assert second["heads"] == ("r4", "side")
+    assert second["side"][:3] == ("r2", {"feature"}, "r1")
     # What the map does not hold is read from the file itself, on demand.
     cached = script_directory(migrations).get_revision("r3")
     assert cached.doc == "r3"
@@ -142,7 +150,7 @@ def test_an_unreadable_cache_is_a_miss(migrations: Path) -> None:
 
     found = read_map(migrations)
     assert found["heads"] == ("r2",)
-    assert found["r2"][3] == "module"
+    assert found["r2"][-1] == "module"
 
 
 MODELS = """

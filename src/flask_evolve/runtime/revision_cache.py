@@ -100,7 +100,7 @@ def _cached_or_loaded(
     try:
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return [_script(folder / name, ids) for name, ids in stored["scripts"]]
+            return [_script(Path(path), ids) for path, ids in stored["scripts"]]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
     scripts = list(original(script_directory))
@@ -117,7 +117,7 @@ def _store(cache: Path, key: dict[str, Any], listing: list[list[Any]], scripts: 
         ids = _literal_identifiers(script)
         if ids is None:
             return
-        entries.append([Path(script.path).name, ids])
+        entries.append([str(script.path), ids])  # resolved, as Alembic records it
     try:
         cache.parent.mkdir(exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=cache.parent, prefix=".revisions-", suffix=".tmp")
