@@ -30,6 +30,12 @@ db = SQLAlchemy(app)
 migrate = Migrate(app, db)
 
 import models  # noqa: E402,F401
+
+if os.environ.get("BENCH_APP_LOADED_FILE"):  # when the app and its models are imported
+    import time
+
+    with open(os.environ["BENCH_APP_LOADED_FILE"], "w") as loaded:
+        loaded.write(repr(time.monotonic()))
 """
 
 
@@ -66,6 +72,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    #: Seconds from the end of the app's import (app module and models) to the process's exit.
+    after_import: float | None = None
 
 
 class Database:
@@ -127,6 +135,9 @@ class Project:
             env.update(PYTHONPATH=str(HOOKS), BENCH_SQL_COUNT_FILE=count_file)
         out = self.path / ".out"
         err = self.path / ".err"
+        loaded = self.path / ".loaded"
+        loaded.unlink(missing_ok=True)
+        env["BENCH_APP_LOADED_FILE"] = str(loaded)
         with out.open("w") as stdout, err.open("w") as stderr:
             start = time.perf_counter()
             proc = subprocess.Popen(
@@ -139,8 +150,12 @@ class Project:
             )
             _, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - start
+            ended = time.monotonic()  # the clock the app writes: system-wide CLOCK_MONOTONIC
             proc.returncode = os.waitstatus_to_exitcode(status)
-        run = Run(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read_text(), err.read_text())
+        after_import = ended - float(loaded.read_text()) if loaded.exists() else None
+        run = Run(
+            seconds, usage.ru_maxrss / 1024, proc.returncode, out.read_text(), err.read_text(), after_import
+        )
         if check and run.returncode != 0:
             raise RuntimeError(
                 f"{self.tool.name}: flask {' '.join(args)} exited {run.returncode} in {self.path}\n"
