@@ -157,14 +157,15 @@ def wide_schema(bench: Bench, make_db: Callable[[str], Database], n: int, *, upg
     bench.add(Row("`flask db upgrade` of the initial revision", label, size, "s", times))
 
 
-HISTORY_APP_MODELS = """\
-from app import db
-
-
-class HistoryLog(db.Model):
-    __tablename__ = "history_log"
-    id = db.Column(db.Integer, primary_key=True)
-"""
+def history_models(count: int) -> str:
+    """The model at the head of :func:`write_history`'s ``count`` revisions (``verify`` compares them)."""
+    columns = "".join(f"    c{i:05d} = db.Column(db.Integer)\n" for i in range(1, count))
+    return (
+        "from app import db\n\n\n"
+        "class HistoryLog(db.Model):\n"
+        '    __tablename__ = "history_log"\n'
+        "    id = db.Column(db.Integer, primary_key=True)\n" + columns
+    )
 
 REVISION = '''\
 """step {i}
@@ -217,7 +218,7 @@ def long_history(bench: Bench, make_db: Callable[[str], Database], count: int) -
         database = make_db(f"hist{count}_{tool.module}")
         kind = database.kind
         project = Project(tool, database, bench.root, f"history-{database.kind}-{count}-{_slug(tool)}")
-        project.write_models(HISTORY_APP_MODELS)
+        project.write_models(history_models(count))
         project.flask("db", "init")
         write_history(project, count)
         projects[tool.name] = project
