@@ -131,6 +131,16 @@ def test_files_younger_than_the_settle_time_are_never_cached(migrations: Path) -
     assert not cache_file(migrations).exists()
 
 
+def test_a_folder_with_a_huge_revision_file_is_not_cached(migrations: Path) -> None:
+    chain(migrations, 2)
+    path = migrations / "versions" / "r1.py"
+    path.write_text(path.read_text() + "\n# " + "x" * revision_cache.MAX_FILE_BYTES + "\n")
+    age(migrations / "versions")
+
+    assert read_map(migrations)["heads"] == ("r1",)
+    assert not cache_file(migrations).exists()
+
+
 def test_identifiers_that_are_not_literals_are_never_cached(migrations: Path) -> None:
     chain(migrations, 2)
     write_revision(migrations, "r2", None, "pass")

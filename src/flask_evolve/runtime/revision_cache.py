@@ -41,6 +41,9 @@ CACHE_NAME = "flask_evolve_revisions.json"
 FORMAT = 1
 #: Entries modified less than this long ago keep the cache from being written.
 SETTLE_SECONDS = 2.0
+#: A folder with a file larger than this (a huge initial revision) is not cached: proving its
+#: identifiers with ``ast`` would cost more than importing it from its bytecode each time.
+MAX_FILE_BYTES = 512 * 1024
 _IDENTIFIERS = ("revision", "down_revision", "branch_labels", "depends_on")
 _installed = False
 
@@ -111,6 +114,8 @@ def _cached_or_loaded(
 def _store(cache: Path, key: dict[str, Any], listing: list[list[Any]], scripts: list[Script]) -> None:
     newest = max((entry[3] for entry in listing), default=0)
     if newest > time.time_ns() - SETTLE_SECONDS * 1e9:
+        return
+    if any(entry[2] > MAX_FILE_BYTES for entry in listing):
         return
     entries = []
     for script in scripts:
