@@ -240,7 +240,16 @@ def long_history(bench: Bench, make_db: Callable[[str], Database], count: int) -
         if kind == "sqlite":
             bench.notes.append("`flask db verify` does not exist yet: its scenario was skipped.")
         return
-    verify = {bench.candidate.name: [ours.flask("db", "verify").seconds for _ in range(bench.heavy_reps)]}
+    runs = [ours.flask("db", "verify", check=False) for _ in range(bench.heavy_reps)]
+    failed = [run for run in runs if run.returncode != 0]
+    if failed:
+        fail = [line.strip() for line in failed[0].stdout.splitlines() if line.strip().startswith("FAIL")]
+        bench.notes.append(
+            f"`flask db verify` [{label} {size}] exited {failed[0].returncode} after "
+            f"{failed[0].seconds:.1f} s: {' '.join(fail)[:300] or failed[0].stdout[-300:]}"
+        )
+        return
+    verify = {bench.candidate.name: [run.seconds for run in runs]}
     bench.add(Row("`flask db verify` (Flask-Evolve only)", label, size, "s", verify))
 
 
