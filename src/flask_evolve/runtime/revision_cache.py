@@ -55,7 +55,12 @@ def install() -> None:
         return
     from alembic.script import ScriptDirectory
 
-    original = ScriptDirectory._load_revisions
+    # Alembic has no public hook for loading revisions: if a future version renames this private
+    # method, run uncached rather than break.
+    original = getattr(ScriptDirectory, "_load_revisions", None)
+    if original is None or not hasattr(ScriptDirectory, "_version_locations"):
+        _installed = True
+        return
 
     def _load_revisions(self: ScriptDirectory) -> Iterator[Script]:
         folder = _cacheable_folder(self)
