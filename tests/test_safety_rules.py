@@ -257,3 +257,14 @@ def test_varchar_changes_are_narrowing_exactly_when_they_shorten(old: int | None
     assert (narrowing(sa.String(old), sa.String(new)) is not None) is shorter
     # PostgreSQL rewrites only when the column gets shorter (a longer VARCHAR is a catalog change).
     assert rewrites_on_postgresql(sa.String(old), sa.String(new)) is shorter
+
+
+def test_the_report_names_archive_operations_in_words() -> None:
+    from flask_evolve.runtime.archive_ops import ArchiveColumnsOp, RestoreColumnsOp
+    from flask_evolve.safety.report import describe
+
+    archive = ArchiveColumnsOp("employee", ["email", "phone"], key=["id"], revision="r1")
+    assert describe(archive) == "archive columns email, phone"
+    assert describe(archive.reverse()) == "restore columns email, phone"
+    restore = RestoreColumnsOp("employee", ["note"], key=["id"], revision="r1", on="downgrade")
+    assert describe(restore) == "restore columns note (what an earlier downgrade kept, if anything)"

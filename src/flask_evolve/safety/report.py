@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,13 @@ def describe(operation: Any) -> str:
         return f"drop constraint {operation.constraint_name}"
     if isinstance(operation, ops.ExecuteSQLOp):
         return "execute SQL"
-    return type(operation).__name__.removesuffix("Op")
+    # Our own operations (archive_columns, restore_rows, …): their name in words, and what they touch.
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(operation).__name__.removesuffix("Op")).lower()
+    columns = getattr(operation, "columns", None)
+    detail = f" {', '.join(columns)}" if columns else ""
+    if getattr(operation, "on", None) == "downgrade" and words.startswith("restore"):
+        detail += " (what an earlier downgrade kept, if anything)"
+    return f"{words}{detail}"
 
 
 def _table(operation: Any) -> str:
