@@ -268,3 +268,13 @@ def test_the_report_names_archive_operations_in_words() -> None:
     assert describe(archive.reverse()) == "restore columns email, phone"
     restore = RestoreColumnsOp("employee", ["note"], key=["id"], revision="r1", on="downgrade")
     assert describe(restore) == "restore columns note (what an earlier downgrade kept, if anything)"
+
+
+def test_the_report_leaves_out_restores_of_what_a_downgrade_may_have_kept() -> None:
+    from flask_evolve.runtime.archive_ops import RestoreRowsOp
+    from flask_evolve.safety.report import build_report
+
+    create = ops.CreateTableOp("employee", [sa.Column("id", sa.Integer, primary_key=True)])
+    restore = RestoreRowsOp("employee", revision="r1", on="downgrade")
+    report = build_report([create, restore], "sqlite")
+    assert [change.description for change in report.changes] == ["create table"]

@@ -73,6 +73,11 @@ def describe(operation: Any) -> str:
     return f"{words}{detail}"
 
 
+def _bookkeeping(operation: Any) -> bool:
+    """A restore of what an earlier downgrade kept: nothing a reader decides on, and a no-op otherwise."""
+    return getattr(operation, "on", None) == "downgrade" and type(operation).__name__.startswith("Restore")
+
+
 def _table(operation: Any) -> str:
     return str(getattr(operation, "table_name", None) or getattr(operation, "source_table", None) or "")
 
@@ -174,6 +179,8 @@ def build_report(
     """
     changes = []
     for operation, found in findings_per_operation(operations, dialect, revision=revision, ignore=ignore):
+        if _bookkeeping(operation) and not found:
+            continue
         if connection is not None:
             found = measure(found, connection)
         changes.append(Change(_table(operation), describe(operation), found))
