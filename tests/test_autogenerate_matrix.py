@@ -534,3 +534,136 @@ def test_postgresql_enum_values_added_and_removed_and_the_type_dropped_on_downgr
         assert project.query(enum_values) == [("happy",), ("sad",), ("meh",)]
     finally:
         project.dispose()
+
+
+# -- NOT NULL on tables with rows: refused at migrate time, or filled with --fill --------------------
+
+EMPLOYEE = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(20){name_args})
+{extra}
+"""
+AGE = "    age = db.Column(db.Integer, nullable=False)\n"
+
+# (name, old models, new models, the --fill option, the refusal's words, expected rows after the fill)
+NOT_NULL_REFUSALS = [
+    (
+        "add a NOT NULL column without a server default",
+        EMPLOYEE.format(name_args="", extra=""),
+        EMPLOYEE.format(name_args="", extra=AGE),
+        "employee.age=0",
+        "new NOT NULL column employee.age has no server default and employee has 3 rows",
+        [("ada", 0), ("bob", 0), (None, 0)],
+    ),
+    (
+        "make a column holding NULLs NOT NULL",
+        EMPLOYEE.format(name_args="", extra=""),
+        EMPLOYEE.format(name_args=", nullable=False", extra=""),
+        "employee.name=unknown",
+        "employee.name becomes NOT NULL and 1 row of employee has NULL in it",
+        [("ada",), ("bob",), ("unknown",)],
+    ),
+]
+
+
+def _employees(project: Project, *columns: str) -> list[tuple[Any, ...]]:
+    return [tuple(row[c] for c in columns) for row in project.rows("employee", order_by="id")]
+
+
+def _populated(project: Project, models: str) -> None:
+    project.write_app(models)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "old")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name) VALUES ('ada'), ('bob'), (NULL)")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fill", "words", "filled"),
+    [case[1:] for case in NOT_NULL_REFUSALS],
+    ids=[case[0] for case in NOT_NULL_REFUSALS],
+)
+def test_not_null_without_a_value_for_existing_rows_is_refused_then_filled_with_fill(
+    project: Project, old: str, new: str, fill: str, words: str, filled: list[tuple[Any, ...]]
+) -> None:
+    _populated(project, old)
+    schema, version = project.schema(), project.version()
+    rows = project.rows("employee", order_by="id")
+
+    project.write_app(new)
+    refused = project.flask("db", "migrate", "-m", "new", ok=False)
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: {words}, so `flask db upgrade` would fail: "), refused
+    assert "server_default=" in error and "nullable=True" in error
+    assert f"`flask db migrate --fill {fill.split('=')[0]}=VALUE`" in error
+    assert error.endswith("nothing was written.") and "Traceback" not in refused.output
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 1
+    assert project.schema() == schema and project.version() == version
+    assert project.rows("employee", order_by="id") == rows
+
+    project.flask("db", "migrate", "-m", "new", "--fill", fill)
+    project.flask("db", "upgrade")
+    columns = ("name", "age") if "age" in fill else ("name",)
+    assert _employees(project, *columns) == filled
+    column = fill.split("=")[0].split(".")[1]
+    assert project.columns("employee")[column]["nullable"] is False
+    assert project.columns("employee")[column]["default"] is None  # the fill value is not left as a default
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    project.flask("db", "downgrade")
+    assert project.schema() == schema
+    assert [r["id"] for r in project.rows("employee", order_by="id")] == [1, 2, 3]
+    project.flask("db", "upgrade")
+    assert _employees(project, *columns) == filled
+
+
+def test_fill_values_are_checked_against_the_column_before_anything_is_written(project: Project) -> None:
+    _populated(project, EMPLOYEE.format(name_args="", extra=""))
+    project.write_app(EMPLOYEE.format(name_args="", extra=AGE))
+
+    typo = project.flask("db", "migrate", "--fill", "employee.age=abc", ok=False)
+    assert typo.returncode == 2
+    assert "Error: --fill employee.age=abc: expected a whole number, for INTEGER." in typo.stderr
+    unused = project.flask(
+        "db", "migrate", "--fill", "employee.age=1", "--fill", "employee.salary=1", ok=False
+    )
+    assert "Error: --fill employee.salary=...: this migration neither adds employee.salary" in unused.stderr
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 1
+
+    unique_age = "    age = db.Column(db.Integer, nullable=False, unique=True)\n"
+    project.write_app(EMPLOYEE.format(name_args="", extra=unique_age))
+    same = project.flask("db", "migrate", "--fill", "employee.age=1", ok=False)
+    assert "gives every existing row the same value, but employee.age is UNIQUE" in same.stderr
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 1
+    assert "Traceback" not in typo.output + unused.output + same.output
+
+
+@pytest.mark.parametrize("change", ["add", "set"])
+def test_a_script_written_on_an_empty_table_fails_on_a_populated_one_in_one_line_and_changes_nothing(
+    project: Project, change: str
+) -> None:
+    """The dev database was empty, production has rows: the upgrade names the fix, changes nothing."""
+    _populated(project, EMPLOYEE.format(name_args="", extra=""))
+    project.execute("DELETE FROM employee")
+    if change == "add":
+        project.write_app(EMPLOYEE.format(name_args="", extra=AGE))
+    else:
+        project.write_app(EMPLOYEE.format(name_args=", nullable=False", extra=""))
+    project.flask("db", "migrate", "-m", "new")  # allowed: the table is empty here
+    project.execute("INSERT INTO employee (name) VALUES ('ada'), (NULL)")
+    schema, version, rows = project.schema(), project.version(), project.rows("employee", order_by="id")
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    column, count = ("age", "2 rows") if change == "add" else ("name", "1 row")
+    error = failed.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: migrations/versions/"), failed
+    assert f"failed: employee.{column} is NOT NULL and {count} of employee would have no value in it; " in (
+        error
+    )
+    assert "that migration was rolled back" in error and "make the column nullable" in error
+    assert f"`flask db migrate --fill employee.{column}=VALUE`" in error
+    assert "Traceback" not in failed.output
+    assert project.schema() == schema and project.version() == version
+    assert project.rows("employee", order_by="id") == rows

@@ -182,6 +182,12 @@ def revision(
     is_flag=True,
     help="Drop columns and tables for good: don't keep their data for the downgrade",
 )
+@click.option(
+    "--fill",
+    multiple=True,
+    metavar="TABLE.COLUMN=VALUE",
+    help="Value for existing rows of a column the migration adds or makes NOT NULL (repeatable)",
+)
 @_one_line_errors
 def migrate(
     directory: str | None,
@@ -199,9 +205,12 @@ def migrate(
     dry_run: bool,
     verify: bool | None,
     no_archive: bool,
+    fill: tuple[str, ...],
 ) -> None:
     """Autogenerate a new revision file (Alias for 'revision --autogenerate')"""
     options: dict[str, object] = {}
+    if fill:
+        options["fill"] = commands.parse_fill(fill)
     if renames:
         options["renames"] = list(renames)
     if no_renames:

@@ -22,6 +22,7 @@ from flask_evolve.errors import (
     explain_alembic_error,
     explain_database_error,
     explain_revision_map_warning,
+    not_null_violation,
 )
 from flask_evolve.migration_run import migration_run
 
@@ -197,6 +198,9 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
                 f"on this database); the database records {at}"
             )
         fix = (database_advice(what) if is_database_error else None) or "fix the migration"
+        not_null = not_null_violation(what) if is_database_error else None
+        if not_null is not None:
+            what, fix = _not_null_failure(engine, *not_null)
         return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
     if isinstance(exc, DBAPIError):
         url, _ = _default_database()
@@ -204,6 +208,25 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
     if is_database_error:
         return f"{what}."
     return None
+
+
+def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
+    """What failed and the fix, when rows had no value for a NOT NULL column (the script was
+    probably written against a database where the table was empty)."""
+    from flask_evolve.autogen.not_null import count_without_value
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
+
+    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
+        table = table.removeprefix(prefix)
+    rows = count_without_value(engine, table, column) if engine is not None else None
+    which = f"{rows} of {table}" if rows else f"rows of {table}"
+    what = f"{table}.{column} is NOT NULL and {which} would have no value in it"
+    fix = (
+        f"give those rows a value in that migration (a server_default=... on the column, or an UPDATE "
+        f"before it; `flask {_migrate_extension().command} migrate --fill {table}.{column}=VALUE` writes "
+        f"one), or make the column nullable"
+    )
+    return what, fix
 
 
 def _exception_line(exc: BaseException) -> str:

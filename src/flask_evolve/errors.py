@@ -166,6 +166,11 @@ _DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
         "check the host and port in SQLALCHEMY_DATABASE_URI and that the server is running",
     ),
     (
+        re.compile(r"Cannot add a NOT NULL column with default value NULL", re.I),
+        "SQLite adds a NOT NULL column in place only with a server default: give the column a "
+        "server_default, or make it nullable",
+    ),
+    (
         re.compile(r"file is not a database|malformed", re.I),
         "the file is not a valid SQLite database: check SQLALCHEMY_DATABASE_URI, or restore a backup",
     ),
@@ -177,6 +182,24 @@ def database_advice(line: str) -> str | None:
     for pattern, advice in _DATABASE_ADVICE:
         if pattern.search(line):
             return advice
+    return None
+
+
+#: A NOT NULL column left without a value: SQLite (table.column), PostgreSQL (column, relation).
+_NOT_NULL = (
+    (re.compile(r"NOT NULL constraint failed: [\"`]?([^\s.\"`]+)[\"`]?\.[\"`]?([^\s\"`]+)"), False),
+    (re.compile(r'column "([^"]+)" of relation "([^"]+)" contains null values'), True),
+    (re.compile(r'null value in column "([^"]+)" of relation "([^"]+)" violates not-null'), True),
+)
+
+
+def not_null_violation(line: str) -> tuple[str, str] | None:
+    """``(table, column)`` when a database error says rows have no value for a NOT NULL column."""
+    for pattern, column_first in _NOT_NULL:
+        found = pattern.search(line)
+        if found:
+            first, second = found.group(1), found.group(2)
+            return (second, first) if column_first else (first, second)
     return None
 
 

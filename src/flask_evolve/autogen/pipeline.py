@@ -55,6 +55,7 @@ def _default_rewriters() -> list[Rewriter]:
     from flask_evolve.autogen.checks import keep_column_checks
     from flask_evolve.autogen.guards import guard_type_changes
     from flask_evolve.autogen.naming import name_constraints
+    from flask_evolve.autogen.not_null import fill_not_null
     from flask_evolve.autogen.renames import detect_renames
     from flask_evolve.autogen.restore_columns import restore_not_null_columns
     from flask_evolve.autogen.sqlite_plan import plan_sqlite
@@ -65,6 +66,7 @@ def _default_rewriters() -> list[Rewriter]:
         detect_renames,
         keep_column_checks,
         name_constraints,
+        fill_not_null,
         archive_before_drop,
         restore_not_null_columns,
         guard_type_changes,
@@ -73,7 +75,8 @@ def _default_rewriters() -> list[Rewriter]:
 
 
 #: The rewriters, in the order they run: renames, column CHECKs of new tables, constraint names,
-#: archive-before-drop, re-added NOT NULL columns, type-change guards, SQLite planning.
+#: NOT NULL on populated tables (refused, or filled with ``--fill``), archive-before-drop,
+#: re-added NOT NULL columns, type-change guards, SQLite planning.
 REWRITERS: list[Rewriter] = _default_rewriters()
 
 #: Key in ``Config.attributes`` where ``--dry-run`` leaves the rendered script instead of writing it.
