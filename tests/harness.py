@@ -190,20 +190,41 @@ def _canonical_default(default: str | None) -> Any:
     return _canonical_sql(default) or " ".join(default.split())
 
 
-def _check_constraints(inspector: Any, table: str) -> list[dict[str, Any]]:
+def _check_constraints(inspector: Any, tables: list[str]) -> dict[str, list[dict[str, Any]]]:
     try:
-        return inspector.get_check_constraints(table)
+        found = inspector.get_multi_check_constraints(filter_names=tables)
     except NotImplementedError:
-        return []
+        return {}
+    return {table: checks for (_, table), checks in found.items()}
 
 
 def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_version",)) -> dict[str, Any]:
-    """Describe the live schema structurally, for equality assertions between two databases."""
-    inspector = sa.inspect(engine)
+    """Describe the live schema structurally, for equality assertions between two databases.
+
+    One connection and one reflection query per kind of object for all tables (the
+    hypothesis round trip takes hundreds of snapshots).
+    """
+    with engine.connect() as connection:
+        inspector = sa.inspect(connection)
+        tables = [
+            t
+            for t in sorted(inspector.get_table_names())
+            if t not in exclude and not t.startswith(ARCHIVE_PREFIX)
+        ]
+        if not tables:
+            return {}
+
+        def each(found: dict[tuple[str | None, str], Any]) -> dict[str, Any]:
+            return {table: value for (_, table), value in found.items()}
+
+        all_columns = each(inspector.get_multi_columns(filter_names=tables))
+        primary_keys = each(inspector.get_multi_pk_constraint(filter_names=tables))
+        foreign_keys = each(inspector.get_multi_foreign_keys(filter_names=tables))
+        uniques = each(inspector.get_multi_unique_constraints(filter_names=tables))
+        indexes = each(inspector.get_multi_indexes(filter_names=tables))
+        checks = _check_constraints(inspector, tables)
     snapshot: dict[str, Any] = {}
-    for table in sorted(inspector.get_table_names()):
-        if table in exclude or table.startswith(ARCHIVE_PREFIX):
-            continue
+    for table in tables:
         columns = {
             c["name"]: {
                 "type": _type_name(c["type"], engine.dialect),
@@ -211,24 +232,22 @@ def snapshot_schema(engine: sa.Engine, *, exclude: tuple[str, ...] = ("alembic_v
                 "default": _canonical_default(c.get("default")),
                 "comment": c.get("comment"),
             }
-            for c in inspector.get_columns(table)
+            for c in all_columns.get(table, [])
         }
-        pk = inspector.get_pk_constraint(table)
+        pk = primary_keys.get(table) or {}
         snapshot[table] = {
             "columns": columns,
             "primary_key": sorted(pk.get("constrained_columns") or []),
             "foreign_keys": sorted(
                 (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
-                for fk in inspector.get_foreign_keys(table)
+                for fk in foreign_keys.get(table, [])
             ),
-            "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            "unique": sorted(tuple(u["column_names"]) for u in uniques.get(table, [])),
             "indexes": sorted(
                 (tuple(i["column_names"]), bool(i["unique"]))
-                for i in inspector.get_indexes(table)
+                for i in indexes.get(table, [])
                 if not i.get("duplicates_constraint")
             ),
-            "checks": sorted(
-                " ".join(str(ck["sqltext"]).split()) for ck in _check_constraints(inspector, table)
-            ),
+            "checks": sorted(" ".join(str(ck["sqltext"]).split()) for ck in checks.get(table, [])),
         }
     return snapshot

@@ -152,8 +152,9 @@ def refusal_message(unfilled: list[_Unfilled]) -> str:
                 f"{verb} NULL in it"
             )
     fills = " ".join(f"--fill {item.table}.{item.column}={item.hint}" for item in unfilled)
+    which = "the column" if len(unfilled) == 1 else "each column"
     return (
-        f"{'; '.join(problems)}, so `flask db upgrade` would fail: give the column a server_default=..., "
+        f"{'; '.join(problems)}, so `flask db upgrade` would fail: give {which} a server_default=..., "
         f"or make it nullable=True, or give the existing rows a value with `flask db migrate {fills}`; "
         f"nothing was written."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -64,10 +65,13 @@ class RuleContext:
     :param dialect: the target database's dialect name (``sqlite``, ``postgresql`` …).
     :param new_tables: tables created earlier in the same migration; they hold
         no rows yet, so data and locking rules do not apply to them.
+    :param filled: ``(table, column)`` pairs whose NULLs an earlier ``UPDATE ... SET
+        column = ... WHERE column IS NULL`` of the migration fills (``migrate --fill``).
     """
 
     dialect: str
     new_tables: frozenset[str] = frozenset()
+    filled: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -404,6 +408,8 @@ def set_not_null(operation: Any, ctx: RuleContext) -> Hit | None:
         if not _sets_not_null(operation):
             return None
         column = operation.column_name
+        if (table, column) in ctx.filled:
+            return None
         return Hit(f"sets {table}.{column} NOT NULL", column, _count_nulls(table, column))
     new = operation.column
     if new.nullable is not False or new.server_default is not None or new.primary_key:
@@ -411,7 +417,12 @@ def set_not_null(operation: Any, ctx: RuleContext) -> Hit | None:
 
     def probe(connection: Connection) -> ProbeResult:
         n = table_rows(connection, table)
-        return ProbeResult(f"{table} has {_rows(n)}: this upgrade will fail." if n else None)
+        if n:
+            return ProbeResult(f"{table} has {_rows(n)}: this upgrade will fail.")
+        return ProbeResult(
+            f"{table} is empty here; where it has rows this upgrade fails "
+            f"(`migrate --fill {table}.{new.name}=VALUE` gives them a value)."
+        )
 
     return Hit(f"adds NOT NULL column {table}.{new.name} without a server default", new.name, probe)
 
@@ -653,6 +664,12 @@ def breaks_running_app(operation: Any, ctx: RuleContext) -> Hit | None:
 
 # -- running the rules ----------------------------------------------------------------------
 
+#: ``UPDATE t SET c = <value> WHERE c IS NULL``, as ``migrate --fill`` writes it before SET NOT NULL.
+_FILL_NULLS = re.compile(
+    r'\s*UPDATE\s+(?:\S+\.)?("[^"]+"|\S+)\s+SET\s+("[^"]+"|\S+)\s*=.*\sWHERE\s+\2\s+IS\s+NULL\s*$',
+    re.IGNORECASE | re.DOTALL,
+)
+
 
 def findings_per_operation(
     operations: Iterable[MigrateOperation],
@@ -672,8 +689,9 @@ def findings_per_operation(
     skipped = set(ignore)
     pairs: list[tuple[MigrateOperation, list[Finding]]] = []
     new_tables: set[str] = set()
+    filled: set[tuple[str, str]] = set()
     for operation in flatten(operations):
-        ctx = RuleContext(dialect, frozenset(new_tables))
+        ctx = RuleContext(dialect, frozenset(new_tables), frozenset(filled))
         found = [
             replace(f, revision=revision)
             for rule_ in RULES.values()
@@ -683,6 +701,10 @@ def findings_per_operation(
         pairs.append((operation, found))
         if isinstance(operation, ops.CreateTableOp):
             new_tables.add(operation.table_name)
+        if isinstance(operation, ops.ExecuteSQLOp) and isinstance(operation.sqltext, str):
+            fill = _FILL_NULLS.match(operation.sqltext)
+            if fill:
+                filled.add((fill.group(1).strip('"'), fill.group(2).strip('"')))
     return pairs
 
 
