@@ -634,7 +634,7 @@ def test_fill_values_are_checked_against_the_column_before_anything_is_written(p
     unique_age = "    age = db.Column(db.Integer, nullable=False, unique=True)\n"
     project.write_app(EMPLOYEE.format(name_args="", extra=unique_age))
     same = project.flask("db", "migrate", "--fill", "employee.age=1", ok=False)
-    assert "gives every existing row the same value, but employee.age is UNIQUE" in same.stderr
+    assert "--fill employee.age=1 gives 3 rows the same value, but employee.age is UNIQUE" in same.stderr
     assert len(list((project.migrations / "versions").glob("*.py"))) == 1
     assert "Traceback" not in typo.output + unused.output + same.output
 

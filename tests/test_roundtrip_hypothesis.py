@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 import flask_evolve
 from flask_evolve import Migrate
+from flask_evolve.autogen.not_null import NotNullError
 from tests.harness import snapshot_schema
 
 NAMING = {
@@ -49,6 +51,7 @@ class Col:
     index: bool = False
     length: int = 20
     references: str | None = None
+    renamed_from: str | None = None  # the declarative rename hint, info={"renamed_from": ...}
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,16 @@ def _default(col: Col) -> Any:
     return {"int": "5", "str": "d", "bool": sa.false(), "num": "1.5"}[col.kind]
 
 
+#: What ``--fill`` gives existing rows of a column that becomes (or is added) NOT NULL, and how it reads back.
+FILL = {"int": ("3", 3), "str": ("f", "f"), "bool": ("true", 1), "num": ("2.5", Decimal("2.5"))}
+NULL_ROW = 2  # the row that holds NULL in every nullable column
+
+
 def _value(col: Col, row: int) -> Any:
     if col.references:
         return row + 1
+    if col.nullable and row == NULL_ROW:
+        return None
     return {"int": row * 7, "str": f"v{row}", "bool": row == 0, "num": row / 4}[col.kind]
 
 
@@ -96,6 +106,7 @@ def build(metadata: sa.MetaData, schema: Schema) -> None:
                     server_default=_default(col),
                     unique=col.unique or None,
                     index=col.index or None,
+                    info={"renamed_from": col.renamed_from} if col.renamed_from else {},
                 )
             )
         sa.Table(table.name, metadata, *columns)
@@ -131,20 +142,28 @@ def schemas(draw: st.DrawFn) -> Schema:
     return tuple(tables)
 
 
-def _mutate(draw: st.DrawFn, schema: Schema, step: int) -> Schema:
+def _mutate(draw: st.DrawFn, schema: Schema, step: int, origin: Schema) -> Schema:
     tables = list(schema)
     index = draw(st.integers(0, len(tables) - 1))
     table = tables[index]
     referenced = {c.references for t in tables for c in t.cols if c.references}
-    # Columns added by an earlier step are left alone: making one NOT NULL without a
-    # default on a populated table is a change to refuse, not to round-trip.
-    plain = [c for c in table.cols if not c.references and not c.name.startswith("a")]
+    # A renamed column changes no further: a stated rename whose sides differ beyond the name is refused.
+    plain = [c for c in table.cols if not c.references and not c.renamed_from]
+    # Only a column as the database has it can be renamed by a hint.
+    unchanged = {c for t in origin if t.name == table.name for c in t.cols}
+    renamable = [c for c in plain if c in unchanged]
     choice = draw(
         st.sampled_from(
             ["add_column", "drop_column", "nullable", "default", "unique", "index", "widen", "add_table"]
             + (["drop_table"] if table.name not in referenced and len(tables) > 1 else [])
+            + (["rename"] if renamable else [])
         )
     )
+    if choice == "rename":
+        col = draw(st.sampled_from(renamable))
+        renamed = replace(col, name=f"r{step}", renamed_from=col.name)
+        tables[index] = replace(table, cols=tuple(renamed if c is col else c for c in table.cols))
+        return tuple(tables)
     if choice == "add_table":
         cols = draw(columns("n", [t.name for t in tables if t.rows >= 3]))
         return (*tables, Table(f"n{step}", cols, rows=0))
@@ -152,8 +171,7 @@ def _mutate(draw: st.DrawFn, schema: Schema, step: int) -> Schema:
         return tuple(t for t in tables if t is not table)
     if choice == "add_column":
         kind = draw(st.sampled_from(KINDS))
-        not_null = draw(st.booleans())
-        col = Col(f"a{step}", kind, nullable=not not_null, default=not_null or draw(st.booleans()))
+        col = Col(f"a{step}", kind, nullable=draw(st.booleans()), default=draw(st.booleans()))
         tables[index] = replace(table, cols=(*table.cols, col))
         return tuple(tables)
     if not plain:
@@ -181,7 +199,7 @@ def schema_pairs(draw: st.DrawFn) -> tuple[Schema, Schema]:
     old = draw(schemas())
     new = old
     for step in range(draw(st.integers(1, 3))):
-        new = _mutate(draw, new, step)
+        new = _mutate(draw, new, step, old)
     # Every example a real migration: a pair without a change would only test `migrate` finding nothing.
     assume(new != old)
     return old, new
@@ -196,6 +214,14 @@ class Workspace:
         self.url = url
         self.root = root
         self.directory = str(root / "migrations")
+        self.options: dict[str, Any] = {}
+
+    def migrate_refused(self, fills: dict[str, str]) -> None:
+        """``migrate --fill`` stops with one line, and writes no script."""
+        scripts = sorted(os.listdir(os.path.join(self.directory, "versions")))
+        with pytest.raises(NotNullError, match=r"gives 3 rows the same value, but \S+ is UNIQUE"):
+            flask_evolve.migrate(self.directory, verify=False, options={"fill": fills, "no_renames": True})
+        assert sorted(os.listdir(os.path.join(self.directory, "versions"))) == scripts
 
     def app(self, schema: Schema) -> tuple[Flask, SQLAlchemy]:
         app = Flask(f"roundtrip{next(self.counter)}")
@@ -216,9 +242,8 @@ class Workspace:
                     if callable(step):
                         step()
                     elif step == "migrate":
-                        assert flask_evolve.migrate(self.directory, verify=False) is not None, (
-                            "migrate found nothing"
-                        )
+                        written = flask_evolve.migrate(self.directory, verify=False, options=self.options)
+                        assert written is not None, "migrate found nothing"
                     elif step == "migrate-nothing":
                         assert flask_evolve.migrate(self.directory, verify=False) is None, (
                             "second migrate found changes"
@@ -254,17 +279,72 @@ def _rows(engine: sa.Engine, schema: Schema) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+@dataclass(frozen=True)
+class Fills:
+    """What ``migrate --fill`` must be given for ``new``, and what the rows then hold."""
+
+    options: dict[str, str]
+    added: frozenset[tuple[str, str]]  # new NOT NULL columns: every row gets the value
+    nulls: frozenset[tuple[str, str]]  # columns made NOT NULL: the NULL row gets it
+    refused: bool  # one value for every row of a UNIQUE column: migrate must refuse
+
+    @classmethod
+    def of(cls, old: Schema, new: Schema) -> Fills:
+        options: dict[str, str] = {}
+        added: set[tuple[str, str]] = set()
+        nulls: set[tuple[str, str]] = set()
+        refused = False
+        for table in new:
+            before = next((t for t in old if t.name == table.name), None)
+            if before is None or not before.rows:
+                continue
+            was = {c.name: c for c in before.cols}
+            for col in table.cols:
+                if col.nullable or col.renamed_from:
+                    continue
+                if col.name not in was and not col.default:
+                    added.add((table.name, col.name))
+                    refused = refused or col.unique
+                elif col.name in was and was[col.name].nullable and before.rows > NULL_ROW:
+                    nulls.add((table.name, col.name))
+                else:
+                    continue
+                options[f"{table.name}.{col.name}"] = FILL[col.kind][0]
+        return cls(options, frozenset(added), frozenset(nulls), refused)
+
+    def value(self, new: Schema, table: str, column: str) -> Any:
+        col = next(c for t in new if t.name == table for c in t.cols if c.name == column)
+        return FILL[col.kind][1]
+
+
 def _kept(
-    before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]], new: Schema
+    before: dict[str, list[dict[str, Any]]],
+    after: dict[str, list[dict[str, Any]]],
+    new: Schema,
+    fills: Fills,
+    *,
+    upgraded: bool,
 ) -> None:
-    surviving = {t.name: {"id", *(c.name for c in t.cols)} for t in new}
+    """Every row is still there with its values: after the upgrade in the columns that survive
+    (renamed ones under their new name), after the downgrade in every column of the old schema.
+    Rows that had NULL in a column made NOT NULL hold the --fill value from then on."""
+    tables = {t.name: t for t in new}
     for table, rows in before.items():
-        if table not in after or table not in surviving:
+        if upgraded and table not in tables:
             continue
-        assert len(after[table]) == len(rows), table
+        assert table in after and len(after[table]) == len(rows), table
+        names = {c.renamed_from: c.name for c in tables[table].cols if c.renamed_from} if upgraded else {}
         for old, now in zip(rows, after[table], strict=True):
-            keys = set(old) & set(now) & surviving[table]
-            assert {k: old[k] for k in keys} == {k: now[k] for k in keys}, table
+            expected = {names.get(k, k): v for k, v in old.items()}
+            for _, column in (n for n in fills.nulls if n[0] == table):
+                if expected.get(column, 0) is None:
+                    expected[column] = fills.value(new, table, column)
+            if upgraded:
+                for _, column in (a for a in fills.added if a[0] == table):
+                    expected[column] = fills.value(new, table, column)
+                shared = set(expected) & set(now)
+                expected, now = {k: expected[k] for k in shared}, {k: now[k] for k in shared}
+            assert expected == now, table
 
 
 #: Real files, but in memory where the machine has it: a commit then costs no fsync.
@@ -296,28 +376,38 @@ def _create_all_schema(fresh_url: str, schema: Schema) -> dict[str, Any]:
 def round_trip(url: str, fresh_url: str, old: Schema, new: Schema) -> None:
     root = Path(tempfile.mkdtemp(prefix="roundtrip-", dir=SCRATCH_DIR))
     engine = _engine(url)
+    fills = Fills.of(old, new)
     try:
         work = Workspace(url, root)
         work.run(old, "init", "migrate", "upgrade")
         _insert_rows(engine, old)
         old_schema = snapshot_schema(engine)
         before = _rows(engine, old)
+        if fills.refused:
+            work.run(new, lambda: work.migrate_refused(fills.options))
+            assert snapshot_schema(engine) == old_schema and _rows(engine, old) == before
+            return
         expected = _create_all_schema(fresh_url, new)
         upgraded: dict[str, Any] = {}
 
         def at_new() -> None:
             upgraded.update(snapshot_schema(engine))
             assert upgraded == expected
-            _kept(before, _rows(engine, new), new)
+            _kept(before, _rows(engine, new), new, fills, upgraded=True)
 
         def at_old() -> None:
             assert snapshot_schema(engine) == old_schema
-            _kept(before, _rows(engine, old), new)
+            _kept(before, _rows(engine, old), new, fills, upgraded=False)
 
         def at_new_again() -> None:
             assert snapshot_schema(engine) == upgraded
-            _kept(before, _rows(engine, new), new)
+            _kept(before, _rows(engine, new), new, fills, upgraded=True)
 
+        work.options = {"fill": fills.options} if fills.options else {}
+        if fills.added:
+            # An added NOT NULL column could be guessed as the rename of a dropped one; stated
+            # renames (the info hints) still apply.
+            work.options["no_renames"] = True
         work.run(
             new, "migrate", "upgrade", "migrate-nothing", at_new, "downgrade", at_old, "upgrade", at_new_again
         )

@@ -215,10 +215,10 @@ def _archive_columns(ctx: RewriteContext, revision: str) -> None:
             continue
         if not _rewrite_downgrade(ctx, table, schema, names, key, revision, live_name=live_name):
             continue
-        up.ops.insert(
-            up.ops.index(container),
-            ArchiveColumnsOp(table, names, key=key, revision=revision, schema=schema),
-        )
+        # Before the table's first change (a rename, say), not just its drops: the columns are
+        # read as the database has them, and on SQLite the table's changes stay one rebuild.
+        first = next(i for i, op in enumerate(up.ops) if _same_table(op, table, schema))
+        up.ops.insert(first, ArchiveColumnsOp(table, names, key=key, revision=revision, schema=schema))
         ctx.note(f"Archiving {', '.join(f'{table}.{n}' for n in names)}: the downgrade restores the values.")
 
 

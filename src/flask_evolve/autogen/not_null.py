@@ -171,6 +171,15 @@ def _model_column(ctx: RewriteContext, table: str, schema: str | None, column: s
     return None
 
 
+def _refuse_one_value_for_unique(key: str, value: str, rows: int) -> None:
+    if rows > 1:
+        raise NotNullError(
+            f"--fill {key}={value} gives {_rows(rows)} the same value, but {key} is UNIQUE: make the "
+            f"column nullable=True, give the rows their own values, then make it NOT NULL in a later "
+            f"migration; nothing was written."
+        )
+
+
 def _filled_add(group: ops.ModifyTableOps, add: ops.AddColumnOp, literal: str) -> list[ops.MigrateOperation]:
     """Add the column with the fill value as its default, then drop the default: the rows keep the value.
 
@@ -230,12 +239,8 @@ def fill_not_null(ctx: RewriteContext) -> None:
                 if key in fills:
                     used.add(key)
                     literal = sql_literal(fills[key], op.column.type, dialect, key)
-                    if op.column.unique and _count(connection, live_table, schema) > 1:
-                        raise NotNullError(
-                            f"--fill {key}={fills[key]} gives every existing row the same value, but "
-                            f"{key} is UNIQUE: add the column nullable=True, fill it row by row, "
-                            f"then make it NOT NULL in a later migration; nothing was written."
-                        )
+                    if op.column.unique:
+                        _refuse_one_value_for_unique(key, fills[key], _count(connection, live_table, schema))
                     rewritten.extend(_filled_add(group, op, literal))
                     continue
                 rows = _count(connection, live_table, schema)
@@ -254,6 +259,11 @@ def fill_not_null(ctx: RewriteContext) -> None:
                     used.add(key)
                     type_ = op.modify_type or op.existing_type or sa.String()
                     literal = sql_literal(fills[key], type_, dialect, key)
+                    model = _model_column(ctx, table, schema, name)
+                    if model is not None and model.unique:
+                        _refuse_one_value_for_unique(
+                            key, fills[key], _count(connection, live_table, schema, f"{quoted} IS NULL")
+                        )
                     target = preparer.quote(live_table)
                     if schema:
                         target = f"{preparer.quote_schema(schema)}.{target}"

@@ -74,6 +74,8 @@ def _render_rebuild(autogen_context: AutogenContext, op: RebuildTableOps) -> lis
         f"# SQLite cannot make these changes to {op.table_name!r} in place ({changes}):",
         "# rebuild it once, copying every row and restoring its indexes, triggers and views.",
     ]
+    # A rename's own comment (why it is assumed) survives its being folded into the rebuild.
+    lines.extend(f"# flask-evolve: {inner.comment}" for inner in op.ops if getattr(inner, "comment", ""))
     lines.extend(f"op.execute({_python_string(sql)})" for sql in op.statements)
     return lines
 
@@ -257,10 +259,14 @@ def _plannable(op: ops.MigrateOperation) -> bool:
 
 
 def _merge_groups(op_list: list[ops.MigrateOperation]) -> list[ops.MigrateOperation]:
-    """One ModifyTableOps per table, unless raw SQL or a custom op sits between two of them."""
+    """One ModifyTableOps per table, unless raw SQL or a custom op on that table sits between two of them."""
     merged: list[ops.MigrateOperation] = []
     seen: dict[tuple[str | None, str], ops.ModifyTableOps] = {}
     for op in op_list:
+        if isinstance(op, ops.AlterColumnOp) and op.modify_name is not None:
+            # A column rename between changes to its table joins them: a rebuild then copies the
+            # column under its new name (alone, it stays a native RENAME COLUMN).
+            op = ops.ModifyTableOps(op.table_name, [op], schema=op.schema)
         if _plannable(op):
             key = (op.schema, op.table_name)
             if key in seen:
@@ -268,7 +274,12 @@ def _merge_groups(op_list: list[ops.MigrateOperation]) -> list[ops.MigrateOperat
                 continue
             seen[key] = op
         elif isinstance(op, ops.ExecuteSQLOp) or not type(op).__module__.startswith("alembic."):
-            seen.clear()
+            table = None if isinstance(op, ops.ExecuteSQLOp) else getattr(op, "table_name", None)
+            if table is None:
+                seen.clear()
+            else:
+                # An op of ours on one table (archive, restore, check) orders only that table's changes.
+                seen.pop((getattr(op, "schema", None), table), None)
         merged.append(op)
     return merged
 
@@ -414,6 +425,9 @@ def _plan(
                 added.append(inner.column.name)
             elif isinstance(inner, ops.DropColumnOp):
                 dropped.add(inner.column_name)
+            elif isinstance(inner, ops.AlterColumnOp) and inner.modify_name is not None:
+                dropped.add(inner.column_name)
+                added.append(inner.modify_name)
         if all(_is_native(inner, source, dependents, dialect) for inner in op.ops):
             planned.append(NativeTableOps(name, op.ops, schema=op.schema))
         elif source is None or target is None or op.schema is not None:
