@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from alembic.operations import ops
 
+from flask_evolve.autogen.restore_columns import dropping_default
 from flask_evolve.errors import MigrationError, UserInputError
 from flask_evolve.runtime.archive_ops import FILL_OPTION
 
@@ -188,18 +189,7 @@ def _filled_add(group: ops.ModifyTableOps, add: ops.AddColumnOp, literal: str) -
     """
     column = add.column._copy()  # the models' own column must keep its (absent) default
     column.server_default = sa.DefaultClause(sa.text(literal))
-    return [
-        ops.AddColumnOp(group.table_name, column, schema=group.schema),
-        ops.AlterColumnOp(
-            group.table_name,
-            column.name,
-            schema=group.schema,
-            existing_type=column.type,
-            existing_nullable=False,
-            existing_server_default=column.server_default,
-            modify_server_default=None,
-        ),
-    ]
+    return [ops.AddColumnOp(group.table_name, column, schema=group.schema), dropping_default(group, column)]
 
 
 def fill_not_null(ctx: RewriteContext) -> None:

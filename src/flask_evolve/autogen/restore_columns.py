@@ -81,6 +81,19 @@ def _distinct_fill(ctx: RewriteContext, group: ops.ModifyTableOps, column: sa.Co
     return f"UPDATE {target} SET {quote(column.name)} = {value}"
 
 
+def dropping_default(group: ops.ModifyTableOps, column: sa.Column[Any]) -> ops.AlterColumnOp:
+    """Drop the temporary server default a NOT NULL column was just added with, to fill the rows."""
+    return ops.AlterColumnOp(
+        group.table_name,
+        column.name,
+        schema=group.schema,
+        existing_type=column.type,
+        existing_nullable=False,
+        existing_server_default=column.server_default,
+        modify_server_default=None,
+    )
+
+
 def restore_not_null_columns(ctx: RewriteContext) -> None:
     """In the downgrade, re-add each NOT NULL column without a default so that it works
     on a table with rows, and the old schema still comes back exactly.
@@ -136,17 +149,7 @@ def restore_not_null_columns(ctx: RewriteContext) -> None:
                 column.nullable = True
                 continue
             column.server_default = sa.DefaultClause(value)  # type: ignore[arg-type]
-            rewritten.append(
-                ops.AlterColumnOp(
-                    group.table_name,
-                    column.name,
-                    schema=group.schema,
-                    existing_type=column.type,
-                    existing_nullable=False,
-                    existing_server_default=column.server_default,
-                    modify_server_default=None,
-                )
-            )
+            rewritten.append(dropping_default(group, column))
         group.ops[:] = rewritten
         result.append(group)
     ctx.downgrade_ops.ops[:] = result
