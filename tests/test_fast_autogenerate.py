@@ -158,6 +158,12 @@ CHANGES: dict[str, tuple[str, Callable[[Tables], Tables]]] = {
         "audit",
         lambda t: _replace(t, "audit", "at", sa.Column("at", sa.DateTime, nullable=False)),
     ),
+    "column check added": (
+        "company",
+        lambda t: _replace(
+            t, "company", "founded", sa.Column("founded", sa.Date, sa.CheckConstraint("founded > 0"))
+        ),
+    ),
     "add table": ("badge", lambda t: {**t, "badge": [sa.Column("id", sa.Integer, primary_key=True)]}),
     "drop table": ("audit", lambda t: {k: v for k, v in t.items() if k != "audit"}),
 }
@@ -165,7 +171,11 @@ CHANGES: dict[str, tuple[str, Callable[[Tables], Tables]]] = {
 
 #: Changes Alembic's own comparison does not see (other rewriters deal with them); the skip must
 #: then change nothing either.
-ALEMBIC_MISSES = {("sqlite", "drop unique")}
+ALEMBIC_MISSES = {
+    ("sqlite", "drop unique"),
+    ("sqlite", "column check added"),
+    ("postgresql", "column check added"),
+}
 #: Model changes that change no DDL on that database: nothing to detect, and nothing is.
 NO_DDL_CHANGE = {("sqlite", "comment changed"), ("sqlite", "timezone dropped")}
 

@@ -315,6 +315,9 @@ def _pg_model_shape(table: Table, dialect: Any, schema: str, quote: Callable[[st
             raise _Unproven(column)
         if getattr(column.type, "collation", None) is not None:
             raise _Unproven(column)
+        # A CHECK given on the column lives in column.constraints, not table.constraints.
+        if any(isinstance(constraint, CheckConstraint) for constraint in column.constraints):
+            raise _Unproven(column)
         type_ = _pg_type(column.type.compile(dialect=dialect))
         if type_ is None:
             raise _Unproven(column.type)
