@@ -611,3 +611,46 @@ def test_the_safety_commands_work_from_python(sqlite_project: Project) -> None:
         [sys.executable, "-c", script], cwd=project.path, env=project.env(), capture_output=True, text=True
     )
     assert done.stdout.split("\n")[:4] == ["['EV102', 'EV401']", "True", "r1", "3"], done.stderr
+
+
+def test_status_counts_the_archive_of_every_database(project: Project, second_database_url: str) -> None:
+    env = {"BIND_URL": second_database_url}
+    bind = Project(project.path, second_database_url)
+    project.write_app(MULTIDB_MODELS.format(extra=GROUP_LABEL), config=BINDS)
+    project.flask("db", "init", "--multidb", env=env)
+    project.flask("db", "migrate", "-m", "initial", env=env)
+    project.flask("db", "upgrade", env=env)
+    bind.execute("INSERT INTO \"group\" (name, label) VALUES ('admins', 'A'), ('staff', 'S')")
+    assert "Archive:          empty" in project.flask("db", "status", "--no-drift", env=env).stdout
+
+    # Only the bind drops a column: the archive is in db1, and status counts it.
+    project.write_app(MULTIDB_MODELS.format(extra=""), config=BINDS)
+    project.flask("db", "migrate", "-m", "drop label", env=env)
+    project.flask("db", "upgrade", env=env)
+    assert bind.rows("group", order_by="id") == [{"id": 1, "name": "admins"}, {"id": 2, "name": "staff"}]
+
+    text = project.flask("db", "status", "--no-drift", env=env).stdout
+    assert "in 1 table(s), 2 row(s) kept for downgrades" in text
+    status = json.loads(project.flask("db", "status", "--format", "json", "--no-drift", env=env).stdout)
+    [table] = status["archive"]["tables"]
+    assert (table["database"], table["kept"], table["rows"]) == ("db1", "group.label", 2)
+    assert status["archive"]["rows"] == 2 and status["archive"]["bytes"] == table["bytes"]
+
+    # A drop in the default database too: both archives are counted.
+    project.execute("INSERT INTO \"user\" (name) VALUES ('ada')")
+    without_user_name = MULTIDB_MODELS.replace("    name = db.Column(db.String(128))\n", "", 1)
+    project.write_app(without_user_name.format(extra=""), config=BINDS)
+    project.flask("db", "migrate", "-m", "drop user name", env=env)
+    project.flask("db", "upgrade", env=env)
+    assert project.rows("user") == [{"id": 1}]
+    text = project.flask("db", "status", "--no-drift", env=env).stdout
+    assert "in 2 table(s) in 2 databases, 3 row(s) kept for downgrades" in text
+    status = json.loads(project.flask("db", "status", "--format", "json", "--no-drift", env=env).stdout)
+    assert [(t["database"], t["kept"]) for t in status["archive"]["tables"]] == [
+        (None, "user.name"), ("db1", "group.label")
+    ]
+    assert status["archive"]["rows"] == 3
+
+    project.flask("db", "archive", "--purge", env=env)
+    assert "Archive:          empty" in project.flask("db", "status", "--no-drift", env=env).stdout
+    bind.dispose()

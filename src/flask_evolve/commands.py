@@ -833,12 +833,19 @@ def _require_dialect(name: str) -> None:
 def status(
     directory: PathLike | None = None, *, drift: bool = True, scratch_url: str | None = None
 ) -> Any:
-    """Gather current and head revisions, pending migrations with their risks, and drift."""
+    """Gather current and head revisions, pending migrations with their risks, drift, and the archive.
+
+    The archive counts every database of the app, as ``flask db archive`` lists it.
+    """
+    from alembic.script import ScriptDirectory
+
     from flask_evolve.safety.status import status as gather
 
     config = _config(directory)
     engine = _migrate_extension().require_db().engine
     with _explained(directory):
+        revisions = [r.revision for r in ScriptDirectory.from_config(config).walk_revisions()]
+        archived = [table for _, found in _archives(revisions) for table in found]
         result = gather(
             config,
             engine,
@@ -846,6 +853,7 @@ def status(
             check_drift=drift,
             scratch_url=scratch_url,
             compare_args=_compare_args(),
+            archive=archived,
         )
     result.command = f"flask {_migrate_extension().command}"
     return result
@@ -874,8 +882,6 @@ def archive(
     :param before: with ``purge``, only what revisions older than this one wrote.
     :return: the archived tables listed (or purged), as ``ArchivedTable``.
     """
-    from dataclasses import replace
-
     from alembic.script import ScriptDirectory
 
     from flask_evolve.errors import UserInputError
@@ -896,14 +902,12 @@ def archive(
             older.discard(target.revision)
     kept = []
     chosen = []
-    for bind, engine in _archive_databases():
-        with engine.begin() as connection:
-            found = [replace(t, bind=bind) for t in archive_store.list_archive(connection, revisions)]
-            kept += found
-            if purge:
-                purged = [t for t in found if older is None or t.revision in older]
-                archive_store.purge(connection, purged)
-                chosen += purged
+    for connection, found in _archives(revisions):
+        kept += found
+        if purge:
+            purged = [t for t in found if older is None or t.revision in older]
+            archive_store.purge(connection, purged)
+            chosen += purged
     if purge:
         for table in chosen:
             config.print_stdout(
@@ -947,9 +951,26 @@ def archive(
 
 
 def _archive_databases() -> list[tuple[str | None, Any]]:
-    """(bind name, engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
+    """(bind name, sync engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
     from flask_evolve.environment import app_databases
 
-    databases: list[tuple[str | None, Any]] = [(None, _migrate_extension().require_db().engine)]
-    databases += [(d.name, d.engine) for d in app_databases(multidb=True)[1:]]
-    return databases
+    # An AsyncEngine (aioflask templates) wraps a sync one, which the archive queries use.
+    return [
+        (database.name or None, getattr(database.engine, "sync_engine", database.engine))
+        for database in app_databases(multidb=True)
+    ]
+
+
+def _archives(revisions: Sequence[str]) -> Iterator[tuple[Any, list[Any]]]:
+    """Per database of the app: a connection in a transaction, and its ``ArchivedTable``s (bind set).
+
+    :param revisions: the revision ids of the migrations folder, to tell which revision wrote each table.
+    """
+    from dataclasses import replace
+
+    from flask_evolve.runtime import archive_store
+
+    for bind, engine in _archive_databases():
+        with engine.begin() as connection:
+            found = archive_store.list_archive(connection, revisions)
+            yield connection, [replace(t, bind=bind) for t in found]

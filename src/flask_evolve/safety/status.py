@@ -70,6 +70,7 @@ class Status:
                 "tables": [
                     {
                         "name": t.name,
+                        "database": t.bind,
                         "revision": t.revision,
                         "dropped_by": t.on,
                         "kept": t.what,
@@ -122,8 +123,10 @@ class Status:
         else:
             rows = sum(t.rows for t in self.archive)
             size = style(human_size(self.archive_bytes), fg="cyan", bold=True)
+            databases = len({t.bind for t in self.archive})
+            where = f" in {databases} databases" if databases > 1 else ""
             lines.append(
-                f"Archive:          {size} in {len(self.archive)} table(s), {rows} row(s) "
+                f"Archive:          {size} in {len(self.archive)} table(s){where}, {rows} row(s) "
                 f"kept for downgrades (`{self.command} archive` lists them, `--purge` deletes them)"
             )
         return "\n".join(lines)
@@ -137,11 +140,14 @@ def status(
     check_drift: bool = True,
     scratch_url: str | None = None,
     compare_args: Mapping[str, Any] | None = None,
+    archive: list[ArchivedTable] | None = None,
 ) -> Status:
     """Gather the status of ``live`` against the migrations folder of ``config``.
 
     :param compare_args: the app's ``context.configure()`` arguments (version
         table, include filters), which the drift check honours.
+    :param archive: the archive tables of every database of the app; ``None``:
+        those of ``live``.
     """
     from alembic.script import ScriptDirectory
 
@@ -163,8 +169,9 @@ def status(
             with live.connect() as connection:
                 entry.findings = measure(entry.findings, connection)
         pending.append(entry)
-    with live.connect() as connection:
-        archive = list_archive(connection, [r.revision for r in script.walk_revisions()])
+    if archive is None:
+        with live.connect() as connection:
+            archive = list_archive(connection, [r.revision for r in script.walk_revisions()])
     result = Status(current, heads, pending, None, drift_checked=check_drift, archive=archive)
     if check_drift:
         try:
