@@ -509,6 +509,15 @@ def test_archive_lists_and_purges_every_database_of_a_multidb_app(
     assert "user.email" in purged and "group.label" in purged and "in database db1" in purged
     assert archive_tables(project) == set() == archive_tables(bind)
     assert "The archive is empty" in project.flask("db", "archive", env=env).stdout
+
+    # Stamping down past the purged archives warns for each database's lost data, and moves no data.
+    initial = next((project.migrations / "versions").glob("*_initial.py")).name.split("_")[0]
+    stamped = project.flask("db", "stamp", initial, env=env).stdout
+    assert "dropped from user is no longer there" in stamped
+    assert "dropped from group (database db1) is no longer there" in stamped
+    assert project.rows("alembic_version") == [{"version_num": initial}] == bind.rows("alembic_version")
+    assert project.rows("user") == [{"id": 1, "name": "ada"}]
+    assert bind.rows("group") == [{"id": 1, "name": "admins"}]
     bind.dispose()
 
 

@@ -24,7 +24,7 @@ from flask_evolve.errors import (
     explain_revision_map_warning,
     not_null_violation,
 )
-from flask_evolve.migration_run import migration_run
+from flask_evolve.migration_run import is_multidb, migration_run
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -665,15 +665,20 @@ def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
     for passed_script in passed:
         with open(passed_script.path) as f:
             sources.append((passed_script.revision, f.read()))
-    with _migrate_extension().require_db().engine.connect() as connection:
-        missing = archive_store.purged_archives(connection, sources)
-    for revision, table in missing:
-        config.print_stdout(
-            "Warning: the data revision %s dropped from %s is no longer there (its archive was purged); "
-            "stamping does not bring it back.",
-            revision,
-            table,
-        )
+    # A multidb script archives each database's tables in its own upgrade_<bind>().
+    multidb = is_multidb(config)
+    for bind, engine in _archive_databases() if multidb else _archive_databases()[:1]:
+        with engine.connect() as connection:
+            part = (bind or "") if multidb else None
+            missing = archive_store.purged_archives(connection, sources, bind=part)
+        for revision, table in missing:
+            config.print_stdout(
+                "Warning: the data revision %s dropped from %s%s is no longer there "
+                "(its archive was purged); stamping does not bring it back.",
+                revision,
+                table,
+                f" (database {bind})" if bind else "",
+            )
 
 
 def check(directory: PathLike | None = None, *, drift: bool = False) -> None:

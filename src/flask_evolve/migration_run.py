@@ -28,7 +28,7 @@ def notify(message: str) -> None:
 _MULTIDB_ENV = re.compile(r"multidb\s*=\s*True|bind_names|get_engine\(bind=")
 
 
-def _is_multidb(config: AlembicConfig) -> bool:
+def is_multidb(config: AlembicConfig) -> bool:
     location = config.get_main_option("script_location") or ""
     try:
         with open(os.path.join(location, "env.py"), encoding="utf-8") as f:
@@ -40,7 +40,7 @@ def _is_multidb(config: AlembicConfig) -> bool:
 def _migrated_engines(config: AlembicConfig) -> list[Any]:
     from flask_evolve.environment import app_databases
 
-    return [database.engine for database in app_databases(multidb=_is_multidb(config))]
+    return [database.engine for database in app_databases(multidb=is_multidb(config))]
 
 
 @contextmanager

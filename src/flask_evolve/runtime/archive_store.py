@@ -150,9 +150,21 @@ _ARCHIVE_CALL = re.compile(
 )
 
 
-def archived_by(source: str) -> list[tuple[str, str]]:
-    """The (table, kind) pairs that a revision's upgrade archives, read from its script's source."""
-    upgrade = source.split("def downgrade", 1)[0]
+def _upgrade_source(source: str, bind: str | None) -> str:
+    """A script's upgrade text: all before ``def downgrade``, or (multidb) ``upgrade_<bind>()``'s body."""
+    if bind is None:
+        return source.split("def downgrade", 1)[0]
+    body = re.search(rf"^def upgrade_{re.escape(bind)}\(\):\n(.*?)(?=^def |\Z)", source, re.M | re.S)
+    return body.group(1) if body else ""
+
+
+def archived_by(source: str, bind: str | None = None) -> list[tuple[str, str]]:
+    """The (table, kind) pairs that a revision's upgrade archives, read from its script's source.
+
+    :param bind: in a multidb script, the database whose ``upgrade_<bind>()`` to read
+        (``""``: the default one); ``None``: a single-database script.
+    """
+    upgrade = _upgrade_source(source, bind)
     return [
         (m.group("table"), m.group("kind"))
         for m in _ARCHIVE_CALL.finditer(upgrade)
@@ -161,16 +173,20 @@ def archived_by(source: str) -> list[tuple[str, str]]:
 
 
 def purged_archives(
-    connection: Connection, revisions: Iterable[tuple[str, str]], schema: str | None = None
+    connection: Connection,
+    revisions: Iterable[tuple[str, str]],
+    schema: str | None = None,
+    bind: str | None = None,
 ) -> list[tuple[str, str]]:
     """The (revision, table) whose upgrade archived data that is no longer in the database.
 
     :param revisions: (revision id, script source) pairs.
+    :param bind: the database of ``connection`` in a multidb script (see :func:`archived_by`).
     """
     inspector = sa.inspect(connection)
     missing: list[tuple[str, str]] = []
     for revision, source in revisions:
-        for table, kind in archived_by(source):
+        for table, kind in archived_by(source, bind):
             name = archive_name(revision, table, kind="values" if kind == "values" else "drop")
             if not inspector.has_table(name, schema=schema):
                 missing.append((revision, table))
