@@ -68,3 +68,33 @@ def test_no_get_event_loop_in_flask_evolve() -> None:
         str(p) for p in (package / "templates").rglob("env.py") if "get_event_loop" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_archive_lists_and_purges_an_aioflask_multidb_project(
+    project: Project, second_database_url: str
+) -> None:
+    env = {**STRICT, "BIND_URL": second_database_url}
+    bind = Project(project.path, second_database_url)
+    (project.path / "app.py").write_text(async_app_source('sa.Column("email", sa.String(120))'))
+    project.flask("db", "init", "-t", "aioflask-multidb", env=env)
+    project.flask("db", "migrate", "-m", "initial", env=env)
+    project.flask("db", "upgrade", env=env)
+    project.execute("INSERT INTO \"user\" (name, email) VALUES ('ada', 'ada@x')")
+    assert "The archive is empty" in project.flask("db", "archive", env=env).stdout
+
+    (project.path / "app.py").write_text(async_app_source())
+    project.flask("db", "migrate", "-m", "drop email", env=env)
+    project.flask("db", "upgrade", env=env)
+    assert project.rows("user") == [{"id": 1, "name": "ada"}]
+    listed = project.flask("db", "archive", env=env).stdout
+    assert "user.email" in listed and "1 archive table(s)" in listed
+
+    project.flask("db", "downgrade", env=env)
+    assert project.rows("user") == [{"id": 1, "name": "ada", "email": "ada@x"}]
+    project.flask("db", "upgrade", env=env)
+    purged = project.flask("db", "archive", "--purge", env=env).stdout
+    assert "Purged" in purged and "user.email" in purged
+    assert "The archive is empty" in project.flask("db", "archive", env=env).stdout
+    assert project.rows("user") == [{"id": 1, "name": "ada"}]
+    assert bind.tables() == {"group", "alembic_version"}
+    bind.dispose()

@@ -667,18 +667,21 @@ def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
             sources.append((passed_script.revision, f.read()))
     # A multidb script archives each database's tables in its own upgrade_<bind>().
     multidb = is_multidb(config)
-    for bind, engine in _archive_databases() if multidb else _archive_databases()[:1]:
-        with engine.connect() as connection:
-            part = (bind or "") if multidb else None
-            missing = archive_store.purged_archives(connection, sources, bind=part)
-        for revision, table in missing:
-            config.print_stdout(
-                "Warning: the data revision %s dropped from %s%s is no longer there "
-                "(its archive was purged); stamping does not bring it back.",
-                revision,
-                table,
-                f" (database {bind})" if bind else "",
-            )
+    missing: list[tuple[str | None, str, str]] = []
+    with _archive_databases() as databases:
+        for bind, engine in databases if multidb else databases[:1]:
+            with engine.connect() as connection:
+                part = (bind or "") if multidb else None
+                found = archive_store.purged_archives(connection, sources, bind=part)
+            missing += [(bind, revision, table) for revision, table in found]
+    for bind, revision, table in missing:
+        config.print_stdout(
+            "Warning: the data revision %s dropped from %s%s is no longer there "
+            "(its archive was purged); stamping does not bring it back.",
+            revision,
+            table,
+            f" (database {bind})" if bind else "",
+        )
 
 
 def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
@@ -955,15 +958,22 @@ def archive(
     return kept
 
 
-def _archive_databases() -> list[tuple[str | None, Any]]:
-    """(bind name, sync engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
-    from flask_evolve.environment import app_databases
+@contextmanager
+def _archive_databases() -> Iterator[list[tuple[str | None, Any]]]:
+    """(bind name, synchronous engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
+    from contextlib import ExitStack
 
-    # An AsyncEngine (aioflask templates) wraps a sync one, which the archive queries use.
-    return [
-        (database.name or None, getattr(database.engine, "sync_engine", database.engine))
-        for database in app_databases(multidb=True)
-    ]
+    from flask_evolve.environment import app_databases
+    from flask_evolve.runtime.locks import synchronous_engine
+
+    with ExitStack() as stack:
+        databases: list[tuple[str | None, Any]] = []
+        for database in app_databases(multidb=True):
+            engine, created = synchronous_engine(database.engine)
+            if created:
+                stack.callback(engine.dispose)
+            databases.append((database.name or None, engine))
+        yield databases
 
 
 def _archives(revisions: Sequence[str]) -> Iterator[tuple[Any, list[Any]]]:
@@ -975,7 +985,8 @@ def _archives(revisions: Sequence[str]) -> Iterator[tuple[Any, list[Any]]]:
 
     from flask_evolve.runtime import archive_store
 
-    for bind, engine in _archive_databases():
-        with engine.begin() as connection:
-            found = archive_store.list_archive(connection, revisions)
-            yield connection, [replace(t, bind=bind) for t in found]
+    with _archive_databases() as databases:
+        for bind, engine in databases:
+            with engine.begin() as connection:
+                found = archive_store.list_archive(connection, revisions)
+                yield connection, [replace(t, bind=bind) for t in found]

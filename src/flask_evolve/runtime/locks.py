@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
+from flask_evolve.errors import MigrationError
+
 log = logging.getLogger("flask_evolve")
 
 #: Printed once by a process that has to wait for another one's migration.
@@ -64,30 +66,43 @@ def sqlite_lock_path(url: URL) -> str | None:
     return None if path is None else path + SQLITE_LOCK_SUFFIX
 
 
-def _lockable_engine(engine: Any) -> tuple[Engine, bool]:
-    """A synchronous engine for ``engine`` and whether we created it (and must dispose it).
+#: Synchronous drivers that reach the database of an AsyncEngine, by backend; the first importable one wins.
+_SYNC_DRIVERS = {"postgresql": ("postgresql+psycopg", "postgresql+psycopg2"), "sqlite": ("sqlite+pysqlite",)}
 
-    An AsyncEngine cannot be used from synchronous code; its lock session
-    goes through a synchronous driver for the same URL instead.
+
+def synchronous_engine(engine: Any) -> tuple[Engine, bool]:
+    """A synchronous engine on ``engine`'s database, and whether it was made here (the caller disposes it).
+
+    An AsyncEngine cannot be used from synchronous code, not even through its
+    ``sync_engine`` outside the event loop: this opens the same URL with a
+    synchronous driver instead.
     """
     sync = getattr(engine, "sync_engine", None)
     if sync is None:
         return engine, False
-    url = sync.url
-    if url.get_backend_name() != "postgresql":
-        return sync, False
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    for driver in ("postgresql+psycopg", "postgresql+psycopg2"):
+    backend = sync.url.get_backend_name()
+    for driver in _SYNC_DRIVERS.get(backend, ()):
         try:
-            return create_engine(url.set(drivername=driver), poolclass=NullPool), True
+            return create_engine(sync.url.set(drivername=driver), poolclass=NullPool), True
         except ImportError:
             continue
-    raise LockUnavailable(
-        "Taking the migration lock of an async PostgreSQL engine needs a synchronous driver: "
-        "install psycopg (pip install 'psycopg[binary]')."
-    )
+    if backend == "postgresql":
+        raise MigrationError(
+            "An async PostgreSQL engine needs a synchronous driver too, for the migration lock and the "
+            "archive: install psycopg (pip install 'psycopg[binary]')."
+        )
+    return sync, False
+
+
+def _lockable_engine(engine: Any) -> tuple[Engine, bool]:
+    """A synchronous engine for ``engine`` and whether we created it (and must dispose it)."""
+    sync = getattr(engine, "sync_engine", None)
+    if sync is not None and sync.url.get_backend_name() != "postgresql":
+        return sync, False  # a SQLite lock is a file next to the database: only the URL is read
+    return synchronous_engine(engine)
 
 
 def _wait_notice(notify: Callable[[str], None]) -> Callable[[], None]:
