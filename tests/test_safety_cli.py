@@ -466,6 +466,46 @@ FILTERS = (
 )
 
 
+def test_check_looks_at_every_database_of_a_multidb_project(
+    project: Project, second_database_url: str
+) -> None:
+    env = {"BIND_URL": second_database_url}
+    bind = Project(project.path, second_database_url)
+    project.write_app(MULTIDB_MODELS.format(extra=""), config=BINDS)
+    project.flask("db", "init", "--multidb", env=env)
+    project.flask("db", "migrate", "-m", "initial", env=env)
+    project.flask("db", "upgrade", env=env)
+    bind.execute("INSERT INTO \"group\" (name) VALUES ('admins')")
+    assert "No new upgrade operations detected" in project.flask("db", "check", "--drift", env=env).stdout
+
+    # A column added by hand to the bind only: drift, named with its database.
+    bind.execute("ALTER TABLE \"group\" ADD COLUMN nickname VARCHAR(30)")
+    drifted = project.flask("db", "check", env=env, ok=False)
+    assert drifted.returncode == 4
+    assert "The database db1 differs from what revision" in drifted.stderr
+    assert "group.nickname" in drifted.stderr and "Traceback" not in drifted.stderr
+    bind.execute("ALTER TABLE \"group\" DROP COLUMN nickname")
+    assert bind.rows("group") == [{"id": 1, "name": "admins"}]
+
+    # A model of the bind changed: models changed, in db1.
+    project.write_app(MULTIDB_MODELS.format(extra=GROUP_LABEL), config=BINDS)
+    changed = project.flask("db", "check", env=env, ok=False)
+    assert changed.returncode == 1
+    assert "add_column group.label (database db1)" in changed.stderr
+
+    # Migrated but the bind is behind (stamped back by hand): not at head, in db1.
+    project.flask("db", "migrate", "-m", "label", env=env)
+    project.flask("db", "upgrade", env=env)
+    assert "No new upgrade operations detected" in project.flask("db", "check", env=env).stdout
+    initial = next((project.migrations / "versions").glob("*_initial.py")).name.split("_")[0]
+    bind.execute(f"UPDATE alembic_version SET version_num = '{initial}'")
+    behind = project.flask("db", "check", env=env, ok=False)
+    assert behind.returncode == 3
+    assert f"The database db1 is at {initial}, not at head" in behind.stderr
+    assert bind.rows("group") == [{"id": 1, "name": "admins", "label": None}]
+    bind.dispose()
+
+
 def test_drift_leaves_out_what_migrations_do_not_manage(project: Project) -> None:
     history(project, migrate_args=FILTERS)
     project.flask("db", "upgrade")

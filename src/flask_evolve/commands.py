@@ -685,57 +685,74 @@ def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
 
 
 def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
-    """Fail if the models have changes that no migration covers yet, or the database is out of step.
+    """Fail if the models have changes that no migration covers yet, or a database is out of step.
 
     Raises :class:`CheckError` whose ``exit_code`` says why: 1 the models
-    changed, 3 the database is not at head, 4 the database drifted from its
-    recorded revision. A multi-database app gets Alembic's own check.
+    changed, 3 a database is not at head, 4 a database drifted from its
+    recorded revision. A multi-database app has each of its databases checked;
+    one with AsyncEngines gets Alembic's own check.
 
     :param drift: compare with a scratch replay even when the models and the
         database agree (a change made by hand in both is found only this way).
     """
+    from functools import partial
+
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    from flask_evolve.environment import bind_names
+    from flask_evolve.environment import app_databases, bind_names
     from flask_evolve.safety.drift import drift as drift_of
     from flask_evolve.safety.drift import recorded_revisions, version_table_of
     from flask_evolve.safety.verify import compare_with_models, describe_diff
 
     config = _config(directory)
-    if bind_names():
+    databases = app_databases(multidb=bool(bind_names()))
+    if any(hasattr(d.engine, "sync_engine") for d in databases):
         with _explained(directory):
             command.check(config)
         return
     flask_cmd = f"flask {_migrate_extension().command}"
-    engine = _migrate_extension().require_db().engine
+    compare_args = _compare_args()
     with _explained(directory):
         heads = set(ScriptDirectory.from_config(config).get_heads())
-    with engine.connect() as connection:
-        current = recorded_revisions(connection, version_table_of(_compare_args()))
-        if heads and set(current or ()) != heads:
-            at = ", ".join(current) if current else "no revision"
-            raise CheckError(
-                f"The database is at {at}, not at head ({', '.join(sorted(heads))}): "
-                f"run `{flask_cmd} upgrade`.",
-                CheckError.NOT_AT_HEAD,
-            )
-        diffs = compare_with_models(connection, _metadata(), _compare_args())
-    if not diffs and not drift:
+    checked = []
+    for database in databases:
+        # Named only where there is more than one database to tell apart.
+        where = f" {database.name}" if database.name else ""
+        with database.engine.connect() as connection:
+            current = recorded_revisions(connection, version_table_of(compare_args))
+            if heads and set(current or ()) != heads:
+                at = ", ".join(current) if current else "no revision"
+                raise CheckError(
+                    f"The database{where} is at {at}, not at head ({', '.join(sorted(heads))}): "
+                    f"run `{flask_cmd} upgrade`.",
+                    CheckError.NOT_AT_HEAD,
+                )
+            diffs = compare_with_models(connection, database.metadata, compare_args)
+        checked.append((database, where, current, diffs))
+    if not any(diffs for *_, diffs in checked) and not drift:
         config.print_stdout("No new upgrade operations detected.")
         return
-    compare_args = _compare_args()
-    drifted = _drift_or_none(lambda: drift_of(config, engine, compare_args=compare_args)) if heads else None
-    if drifted:
-        raise CheckError(
-            f"The database differs from what revision {', '.join(current or ())} should look like "
-            f"({'; '.join(drifted[:3])}): it was changed outside migrations.",
-            CheckError.DRIFT,
+    for database, where, current, _ in checked if heads else []:
+        bind = database.name or None
+        drifted = _drift_or_none(
+            partial(drift_of, config, database.engine, compare_args=compare_args, bind=bind)
         )
-    if not diffs:
+        if drifted:
+            raise CheckError(
+                f"The database{where} differs from what revision {', '.join(current or ())} should look "
+                f"like ({'; '.join(drifted[:3])}): it was changed outside migrations.",
+                CheckError.DRIFT,
+            )
+    described = [
+        describe_diff(d) + (f" (database{where})" if where else "")
+        for _, where, _, diffs in checked
+        for d in diffs
+    ]
+    if not described:
         config.print_stdout("No new upgrade operations detected.")
         return
-    changed = "; ".join(describe_diff(d) for d in diffs[:5]) + (" …" if len(diffs) > 5 else "")
+    changed = "; ".join(described[:5]) + (" …" if len(described) > 5 else "")
     raise CheckError(
         f"New upgrade operations detected: {changed}: run `{flask_cmd} migrate`.",
         CheckError.MODELS_CHANGED,

@@ -40,16 +40,19 @@ def replayed(
     revisions: Sequence[str],
     scratch_url: str | None = None,
     version_table: str = VERSION_TABLE,
+    bind: str | None = None,
 ) -> Iterator[sa.Connection]:
     """A scratch database migrated from base to ``revisions`` with the scripts alone.
 
-    In a multi-database folder it is the default database that is replayed.
+    :param bind: in a multi-database folder, the database to replay (its
+        ``upgrade_<bind>()``); ``None``: the default one.
     """
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(config)
     recorded = [script.get_revision(r) for r in revisions]
-    bind = "" if any(r is not None and is_multidb_script(r) for r in recorded) else None
+    if bind is None and any(r is not None and is_multidb_script(r) for r in recorded):
+        bind = ""
     with scratch_engine(live_url, scratch_url) as engine, engine.connect() as connection:
         for revision in revisions:
             run_scripts(config, connection, revision, script=script, bind=bind, version_table=version_table)
@@ -62,6 +65,7 @@ def drift(
     scratch_url: str | None = None,
     *,
     compare_args: Mapping[str, Any] | None = None,
+    bind: str | None = None,
 ) -> list[str] | None:
     """What the live schema has that its recorded revision does not produce (and vice versa).
 
@@ -69,6 +73,7 @@ def drift(
     ``include_object`` in ``compare_args``) are not drift, nor are the version
     table and the archive.
 
+    :param bind: in a multi-database folder, which database ``live`` is (``None``: the default one).
     :return: the differences in words (empty: no drift), or None when the
         database records no revision (it was never migrated or stamped).
     """
@@ -78,7 +83,7 @@ def drift(
         if revisions is None:
             return None
         actual = schema_state(connection, version_table)
-        with replayed(config, live.url, revisions, scratch_url, version_table) as scratch:
+        with replayed(config, live.url, revisions, scratch_url, version_table, bind) as scratch:
             found = state_differences(schema_state(scratch, version_table), actual)
             return [str(d) for d in found if _managed(d, compare_args or {}, (connection, scratch))]
 
