@@ -20,6 +20,16 @@ GROUP_LABEL = "    label = db.Column(db.String(40))"
 BINDS = 'app.config["SQLALCHEMY_BINDS"] = {"db1": os.environ["BIND_URL"]}'
 
 
+def migrated_multidb(project: Project, bind_url: str, extra: str = "") -> tuple[dict[str, str], Project]:
+    """``MODELS`` (``extra``: lines for Group) migrated and upgraded; the env to use, the bind's Project."""
+    env = {"BIND_URL": bind_url}
+    project.write_app(MODELS.format(extra=extra), config=BINDS)
+    project.flask("db", "init", "--multidb", env=env)
+    project.flask("db", "migrate", "-m", "initial", env=env)
+    project.flask("db", "upgrade", env=env)
+    return env, Project(project.path, bind_url)
+
+
 def test_tables_land_in_their_database_and_downgrade_works(
     project: Project, second_database_url: str
 ) -> None:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from tests.harness import Project
-from tests.test_cli_multidb import BINDS, GROUP_LABEL
+from tests.test_cli_multidb import BINDS, GROUP_LABEL, migrated_multidb
 from tests.test_cli_multidb import MODELS as MULTIDB_MODELS
 
 EMPLOYEE = """
@@ -469,12 +469,7 @@ FILTERS = (
 def test_check_looks_at_every_database_of_a_multidb_project(
     project: Project, second_database_url: str
 ) -> None:
-    env = {"BIND_URL": second_database_url}
-    bind = Project(project.path, second_database_url)
-    project.write_app(MULTIDB_MODELS.format(extra=""), config=BINDS)
-    project.flask("db", "init", "--multidb", env=env)
-    project.flask("db", "migrate", "-m", "initial", env=env)
-    project.flask("db", "upgrade", env=env)
+    env, bind = migrated_multidb(project, second_database_url)
     bind.execute("INSERT INTO \"group\" (name) VALUES ('admins')")
     assert "No new upgrade operations detected" in project.flask("db", "check", "--drift", env=env).stdout
 
@@ -654,12 +649,7 @@ def test_the_safety_commands_work_from_python(sqlite_project: Project) -> None:
 
 
 def test_status_counts_the_archive_of_every_database(project: Project, second_database_url: str) -> None:
-    env = {"BIND_URL": second_database_url}
-    bind = Project(project.path, second_database_url)
-    project.write_app(MULTIDB_MODELS.format(extra=GROUP_LABEL), config=BINDS)
-    project.flask("db", "init", "--multidb", env=env)
-    project.flask("db", "migrate", "-m", "initial", env=env)
-    project.flask("db", "upgrade", env=env)
+    env, bind = migrated_multidb(project, second_database_url, GROUP_LABEL)
     bind.execute("INSERT INTO \"group\" (name, label) VALUES ('admins', 'A'), ('staff', 'S')")
     assert "Archive:          empty" in project.flask("db", "status", "--no-drift", env=env).stdout
 
