@@ -26,8 +26,16 @@ def test_aioflask_template_migrates_an_async_engine(project: Project) -> None:
     (project.path / "app.py").write_text(async_app_source('sa.Column("email", sa.String(120))'))
     added = project.flask("db", "migrate", "-m", "email", env=STRICT)
     assert "Detected added column 'user.email'" in added.stderr
+    # The new step is verified on a scratch copy through a synchronous driver on the same URL.
+    assert "verify: OK" in added.output, added.output
     project.flask("db", "upgrade", env=STRICT)
     assert project.rows("user") == [{"id": 1, "name": "ada", "email": None}]
+
+    # The safety commands read an AsyncEngine's database the same way.
+    assert "Drift:            no" in project.flask("db", "status", env=STRICT).stdout
+    assert "verify: OK: 2 revision(s)" in project.flask("db", "verify", env=STRICT).stdout
+    assert "lint: OK" in project.flask("db", "lint", env=STRICT).stdout
+    project.flask("db", "check", env=STRICT)
 
     project.flask("db", "downgrade", env=STRICT)
     assert project.rows("user") == [{"id": 1, "name": "ada"}]

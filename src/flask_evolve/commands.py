@@ -48,12 +48,23 @@ def _directory(directory: PathLike | None) -> str:
     return str(directory) if directory is not None else _migrate_extension().directory
 
 
+def _default_sync_engine() -> Any:
+    """The default database's engine, usable from synchronous code.
+
+    For an aioflask app, a synchronous driver on its AsyncEngine's URL (NullPool: nothing to dispose).
+    """
+    from flask_evolve.environment import default_engine
+    from flask_evolve.runtime.locks import synchronous_engine
+
+    return synchronous_engine(default_engine())[0]
+
+
 def _database_revisions() -> tuple[str, ...]:
     """The revisions recorded in the default database, or () if it cannot tell."""
     from sqlalchemy import text
 
     try:
-        engine = _migrate_extension().require_db().engine
+        engine = _default_sync_engine()
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT version_num FROM alembic_version"))
             return tuple(row[0] for row in rows)
@@ -140,7 +151,7 @@ def _script_frame(exc: BaseException, folder: str) -> tuple[str, int, str] | Non
 
 def _default_database() -> tuple[str, Any]:
     try:
-        engine = _migrate_extension().require_db().engine
+        engine = _default_sync_engine()
     except Exception:
         return "the database", None
     return engine.url.render_as_string(hide_password=True), engine
@@ -427,13 +438,17 @@ def _verify_targets(scripts: Iterable[Any]) -> list[Any]:
         when the app has binds).
     """
     from flask_evolve.environment import app_databases, bind_names
+    from flask_evolve.runtime.locks import synchronous_engine
     from flask_evolve.safety.capture import is_multidb_script
     from flask_evolve.safety.verify import Target
 
     revisions = list(scripts)
     multidb = any(is_multidb_script(r) for r in revisions) if revisions else bool(bind_names())
+    # Replays and comparisons are synchronous: an AsyncEngine (aioflask) is read through a
+    # synchronous driver on its URL.
     return [
-        Target(d.engine, d.metadata, d.name if multidb else None) for d in app_databases(multidb=multidb)
+        Target(synchronous_engine(d.engine)[0], d.metadata, d.name if multidb else None)
+        for d in app_databases(multidb=multidb)
     ]
 
 
@@ -454,11 +469,6 @@ def _verify_new_revision(config: AlembicConfig, written: Any) -> None:
 
     scripts = written if isinstance(written, list) else [written]
     targets = _verify_targets(scripts)
-    if any(hasattr(t.engine, "sync_engine") for t in targets):
-        # The scratch copy is built through a synchronous connection; an
-        # AsyncEngine (aioflask, Alchemical) has none outside its event loop.
-        sys.stderr.write("Verify skipped: the app's database is an AsyncEngine.\n")
-        return
     for script in scripts:
         result = verify_new_revision(
             config, script.revision, targets, version_table=version_table_of(_compare_args())
@@ -836,8 +846,10 @@ def lint(
 
     config = _config(directory, need_db=False)
     if dialect is None:
+        from flask_evolve.environment import default_engine
+
         db = _migrate_extension().db
-        dialect = db.engine.dialect.name if db is not None else "postgresql"
+        dialect = default_engine().dialect.name if db is not None else "postgresql"
     _require_dialect(dialect)
     with _explained(directory):
         return lint_revisions(config, dialect, rev_range, _lint_ignore(ignore))
@@ -867,7 +879,7 @@ def status(
     from flask_evolve.safety.status import status as gather
 
     config = _config(directory)
-    engine = _migrate_extension().require_db().engine
+    engine = _default_sync_engine()
     with _explained(directory):
         revisions = [r.revision for r in ScriptDirectory.from_config(config).walk_revisions()]
         archived = [table for _, found in _archives(revisions) for table in found]
