@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -627,6 +628,42 @@ def _has_table(operations: Operations, name: str, schema: str | None) -> bool:
     return sa.inspect(operations.get_bind()).has_table(name, schema=schema)
 
 
+#: Per migration context: (the connection's transaction, {schema: archive table names}).
+_ARCHIVES: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str | None, set[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _has_archive(operations: Operations, name: str, schema: str | None) -> bool:
+    """Whether archive ``name`` exists, from one listing per transaction instead of one probe per op.
+
+    Every revision's upgrade restores what an earlier downgrade may have archived, so an
+    initial revision of N tables would otherwise send N catalog probes. Archive tables are
+    created and dropped only by these operations, which call :func:`_forget_archives`; the
+    listing is also re-read in a new transaction, so a rollback cannot leave it stale.
+    """
+    context = operations.migration_context
+    bind = operations.get_bind()
+    transaction = bind.get_transaction()
+    if transaction is None:
+        # Outside a transaction nothing bounds how long a listing stays true.
+        return _has_table(operations, name, schema)
+    cached = _ARCHIVES.get(context)
+    if cached is None or cached[0] is not transaction:
+        cached = (transaction, {})
+        _ARCHIVES[context] = cached
+    names = cached[1].get(schema)
+    if names is None:
+        names = {n for n in sa.inspect(bind).get_table_names(schema=schema) if is_archive_table(n)}
+        cached[1][schema] = names
+    return name in names
+
+
+def _forget_archives(operations: Operations) -> None:
+    """An archive table is about to be created, renamed or dropped: the next probe reads the catalog."""
+    _ARCHIVES.pop(operations.migration_context, None)
+
+
 def _refuse_stale_archive(
     operations: Operations, op: ArchiveColumnsOp | ArchiveTableOp | ArchiveRowsOp, archive: str
 ) -> None:
@@ -647,6 +684,7 @@ def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
     selected = ", ".join(q.name(c) for c in [*op.key, *op.columns])
     # CREATE TABLE AS copies in one statement on both dialects and renders as
     # plain SQL for `upgrade --sql`; the lookup index is built only on restore.
+    _forget_archives(operations)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT {selected} FROM {q.table(op.table_name)}")
 
 
@@ -790,7 +828,7 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
             what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
             _skipped_offline(operations, what, archive)
             return
-        if not _has_table(operations, archive, op.schema):
+        if not _has_archive(operations, archive, op.schema):
             return
     elif not offline:
         # Again, in case the script was edited to restore without checking first.
@@ -819,6 +857,7 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
         operations.execute(
             f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression} WHERE {no_archived_row}"
         )
+    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
 
 
@@ -827,6 +866,7 @@ def _archive_rows(operations: Operations, op: ArchiveRowsOp) -> None:
     q = _Quoting(operations, op.schema)
     archive = _archive_of(op, op.table_name)
     _refuse_stale_archive(operations, op, archive)
+    _forget_archives(operations)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT * FROM {q.table(op.table_name)}")
 
 
@@ -840,7 +880,7 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
             what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
             _skipped_offline(operations, f"the original values of {what}", archive)
             return
-        if not _has_table(operations, archive, op.schema):
+        if not _has_archive(operations, archive, op.schema):
             return
     elif not offline:
         _check_archive(operations, CheckArchiveOp.for_restore(op))
@@ -861,6 +901,7 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
         operations.execute(
             f"UPDATE {target} SET {name} = a.{name} FROM {q.table(archive)} a WHERE {match}{unchanged}"
         )
+    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
 
 
@@ -876,7 +917,8 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
         operations.execute(f"INSERT INTO {q.table(op.table_name)} SELECT * FROM {q.table(archive)}")
         operations.execute(f"DROP TABLE {q.table(archive)}")
         return
-    if not _has_table(operations, archive, op.schema):
+    exists = _has_archive if op.on == "downgrade" else _has_table
+    if not exists(operations, archive, op.schema):
         if op.on == "downgrade":
             return
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
@@ -899,14 +941,13 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
     if operations.migration_context.dialect.name == "postgresql":
         # The rows keep their keys; the re-created sequences must continue after them.
         bind = operations.get_bind()
+        sequences = _serial_sequences(operations, op.table_name, op.schema)
         for column in columns:
-            sequence = bind.execute(
-                sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
-                {"table": q.table(op.table_name), "column": column},
-            ).scalar()
+            sequence = sequences.get(column, (None, None))[1]
             if sequence:
                 top = f"(SELECT coalesce(max({q.name(column)}), 0) + 1 FROM {q.table(op.table_name)})"
                 bind.execute(sa.text("SELECT setval(:sequence, " + top + ", false)"), {"sequence": sequence})
+    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
 
 
@@ -940,21 +981,30 @@ def _owned_sequences(operations: Operations, table: str, schema: str | None) -> 
     """(column, sequence name) of the table's SERIAL / identity columns on PostgreSQL."""
     if operations.migration_context.as_sql or operations.migration_context.dialect.name != "postgresql":
         return []
+    return [
+        (column, name) for column, (name, _qualified) in _serial_sequences(operations, table, schema).items()
+    ]
+
+
+def _serial_sequences(operations: Operations, table: str, schema: str | None) -> dict[str, tuple[str, str]]:
+    """{column: (bare sequence name, name usable in setval)} for the table's owned sequences.
+
+    One catalog query for the whole table, where pg_get_serial_sequence needs one per column:
+    the same pg_depend links it follows (an 'a'uto dependency for SERIAL, 'i'nternal for identity).
+    """
     q = _Quoting(operations, schema)
-    bind = operations.get_bind()
-    owned = []
-    for column in sa.inspect(bind).get_columns(table, schema=schema):
-        # pg_get_serial_sequence returns a quoted, qualified name; pg_class gives the bare one.
-        sequence = bind.execute(
-            sa.text(
-                "SELECT relname FROM pg_class "
-                "WHERE oid = CAST(pg_get_serial_sequence(:table, :column) AS regclass)"
-            ),
-            {"table": q.table(table), "column": column["name"]},
-        ).scalar()
-        if sequence:
-            owned.append((column["name"], sequence))
-    return owned
+    rows = operations.get_bind().execute(
+        sa.text(
+            "SELECT a.attname, s.relname, CAST(CAST(s.oid AS regclass) AS text) FROM pg_depend d "
+            "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+            "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+            "WHERE d.classid = CAST('pg_class' AS regclass) AND d.objsubid = 0 "
+            "AND d.refclassid = CAST('pg_class' AS regclass) AND d.deptype IN ('a', 'i') "
+            "AND d.refobjid = CAST(:table AS regclass) AND NOT a.attisdropped"
+        ),
+        {"table": q.table(table)},
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 def _rename_sequence(operations: Operations, old: str, new: str, schema: str | None) -> None:
@@ -979,6 +1029,7 @@ def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
         operations.execute(
             f"ALTER TABLE {q.table(op.table_name)} ALTER COLUMN {name} TYPE TEXT USING {name}::text"
         )
+    _forget_archives(operations)
     operations.rename_table(op.table_name, archive, schema=op.schema)
     renames = [(c, _archive_of(op, c)) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
@@ -991,6 +1042,7 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
     renames = [(_archive_of(op, c), c) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
+    _forget_archives(operations)
     operations.rename_table(archive, op.table_name, schema=op.schema)
     q = _Quoting(operations, op.schema)
     table = q.table(op.table_name)
