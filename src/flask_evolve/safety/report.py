@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +74,10 @@ def describe(operation: Any) -> str:
 
 def _bookkeeping(operation: Any) -> bool:
     """A restore of what an earlier downgrade kept: nothing a reader decides on, and a no-op otherwise."""
-    return getattr(operation, "on", None) == "downgrade" and type(operation).__name__.startswith("Restore")
+    from flask_evolve.runtime.archive_ops import RestoreColumnsOp, RestoreRowsOp, RestoreValuesOp
+
+    restores = (RestoreColumnsOp, RestoreRowsOp, RestoreValuesOp)
+    return isinstance(operation, restores) and operation.on == "downgrade"
 
 
 def _table(operation: Any) -> str:
@@ -185,10 +187,6 @@ def build_report(
             found = measure(found, connection)
         changes.append(Change(_table(operation), describe(operation), found))
     return RiskReport(changes, measured=connection is not None)
-
-
-def report_to_json(report: RiskReport) -> str:
-    return json.dumps(report.as_dict(), indent=2, default=str)
 
 
 def rule_catalogue() -> list[dict[str, Any]]:
