@@ -3,7 +3,6 @@ show, history, heads, branches."""
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -257,8 +256,6 @@ def test_revision_and_directory_options_reach_env_py_even_with_dash_d(sqlite_pro
     project.flask("db", "-d", "elsewhere", "init")
     project.flask("db", "-d", "elsewhere", "migrate", "-m", "initial")
     project.flask("db", "upgrade", "-d", "elsewhere")
-    assert (
-        project.flask("db", "current", "-d", "elsewhere").stdout.split()[0]
-        in os.listdir(project.path / "elsewhere" / "versions")[0]
-    )
+    [script] = (project.path / "elsewhere" / "versions").glob("*.py")
+    assert project.flask("db", "current", "-d", "elsewhere").stdout.split()[0] in script.name
     assert not project.migrations.exists()

@@ -218,10 +218,10 @@ class Workspace:
 
     def migrate_refused(self, fills: dict[str, str]) -> None:
         """``migrate --fill`` stops with one line, and writes no script."""
-        scripts = sorted(os.listdir(os.path.join(self.directory, "versions")))
+        scripts = sorted(Path(self.directory, "versions").glob("*.py"))
         with pytest.raises(NotNullError, match=r"gives 3 rows the same value, but \S+ is UNIQUE"):
             flask_evolve.migrate(self.directory, verify=False, options={"fill": fills, "no_renames": True})
-        assert sorted(os.listdir(os.path.join(self.directory, "versions"))) == scripts
+        assert sorted(Path(self.directory, "versions").glob("*.py")) == scripts
 
     def app(self, schema: Schema) -> tuple[Flask, SQLAlchemy]:
         app = Flask(f"roundtrip{next(self.counter)}")
