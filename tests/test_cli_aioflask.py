@@ -41,6 +41,30 @@ def test_aioflask_template_migrates_an_async_engine(project: Project) -> None:
     assert project.rows("user") == [{"id": 1, "name": "ada"}]
 
 
+def test_check_on_an_async_engine_tells_each_reason_apart(project: Project) -> None:
+    (project.path / "app.py").write_text(async_app_source())
+    project.flask("db", "init", "-t", "aioflask", env=STRICT)
+    project.flask("db", "migrate", "-m", "initial", env=STRICT)
+
+    behind = project.flask("db", "check", ok=False, env=STRICT)
+    assert behind.returncode == 3 and "not at head" in behind.stderr, behind
+    project.flask("db", "upgrade", env=STRICT)
+    project.execute("INSERT INTO \"user\" (name) VALUES ('ada')")
+    project.flask("db", "check", env=STRICT)
+
+    (project.path / "app.py").write_text(async_app_source('sa.Column("email", sa.String(120))'))
+    changed = project.flask("db", "check", ok=False, env=STRICT)
+    assert changed.returncode == 1 and "add_column user.email" in changed.stderr, changed
+
+    # The same column added by hand: the models and the database agree, the migrations do not.
+    project.execute('ALTER TABLE "user" ADD COLUMN email VARCHAR(120)')
+    project.flask("db", "check", env=STRICT)
+    drifted = project.flask("db", "check", "--drift", ok=False, env=STRICT)
+    assert drifted.returncode == 4 and "changed outside migrations" in drifted.stderr, drifted
+    assert project.rows("user") == [{"id": 1, "name": "ada", "email": None}]
+    assert "Traceback" not in behind.stderr + changed.stderr + drifted.stderr
+
+
 def test_aioflask_multidb_template_puts_each_table_in_its_database(
     project: Project, second_database_url: str
 ) -> None:

@@ -700,27 +700,39 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
     Raises :class:`CheckError` whose ``exit_code`` says why: 1 the models
     changed, 3 a database is not at head, 4 a database drifted from its
     recorded revision. A multi-database app has each of its databases checked;
-    one with AsyncEngines gets Alembic's own check.
+    an AsyncEngine's database is read through a synchronous driver on its URL.
 
     :param drift: compare with a scratch replay even when the models and the
         database agree (a change made by hand in both is found only this way).
     """
-    from functools import partial
-
-    from alembic import command
-    from alembic.script import ScriptDirectory
+    from contextlib import ExitStack
+    from dataclasses import replace
 
     from flask_evolve.environment import app_databases, bind_names
+    from flask_evolve.runtime.locks import synchronous_engine
+
+    config = _config(directory)
+    with ExitStack() as stack:
+        databases = []
+        for database in app_databases(multidb=bool(bind_names())):
+            engine, created = synchronous_engine(database.engine)
+            if created:
+                stack.callback(engine.dispose)
+            databases.append(replace(database, engine=engine))
+        _check_databases(config, directory, databases, drift=drift)
+
+
+def _check_databases(
+    config: AlembicConfig, directory: PathLike | None, databases: list[Any], *, drift: bool
+) -> None:
+    from functools import partial
+
+    from alembic.script import ScriptDirectory
+
     from flask_evolve.safety.drift import drift as drift_of
     from flask_evolve.safety.drift import recorded_revisions, version_table_of
     from flask_evolve.safety.verify import compare_with_models, describe_diff
 
-    config = _config(directory)
-    databases = app_databases(multidb=bool(bind_names()))
-    if any(hasattr(d.engine, "sync_engine") for d in databases):
-        with _explained(directory):
-            command.check(config)
-        return
     flask_cmd = f"flask {_migrate_extension().command}"
     compare_args = _compare_args()
     with _explained(directory):
