@@ -120,3 +120,25 @@ def test_verify_replays_a_history_with_another_schema(other_schema_project: Proj
     verified = project.flask("db", "verify")
     assert "verify: OK: 2 revision(s) replayed" in verified.output, verified.output
     assert rows(project) == [(1, "a", 1), (2, "b", 2)]
+
+
+def test_verify_on_a_given_scratch_database_cleans_up_the_other_schema_too(
+    other_schema_project: Project, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    project = other_schema_project
+    scratch_url = request.getfixturevalue("postgres_server").create_database()
+    scratch = Project(tmp_path, scratch_url)
+    scratch.execute("CREATE SCHEMA other")
+    for _ in range(2):
+        verified = project.flask("db", "verify", "--scratch-url", scratch_url)
+        assert "verify: OK: 1 revision(s) replayed" in verified.output, verified.output
+    in_other = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'other'"
+    assert scratch.query(in_other) == []
+    assert rows(project) == [(1, "a", 1), (2, "b", 2)]
+
+    # A table in any schema makes it someone's data, not a scratch database: refused, and left alone.
+    scratch.execute("CREATE TABLE other.keep (id integer)")
+    refused = project.flask("db", "verify", "--scratch-url", scratch_url, ok=False)
+    assert "is not empty: give an empty one" in refused.stderr and "Traceback" not in refused.stderr, refused
+    assert scratch.query(in_other) == [("keep",)]
+    scratch.dispose()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Project
 from tests.test_cli_multidb import BINDS, GROUP_LABEL, migrated_multidb
@@ -683,4 +685,62 @@ def test_status_counts_the_archive_of_every_database(project: Project, second_da
 
     project.flask("db", "archive", "--purge", env=env)
     assert "Archive:          empty" in project.flask("db", "status", "--no-drift", env=env).stdout
+    bind.dispose()
+
+
+STATUS_ENUM = (
+    '    status = db.Column(db.Enum("draft", "live", name="status"), nullable=False, server_default="draft")'
+)
+
+
+@pytest.mark.postgresql
+def test_verify_leaves_a_given_scratch_database_as_empty_as_it_found_it(
+    postgres_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    scratch_url = request.getfixturevalue("postgres_server").create_database()
+    project = Project(tmp_path, postgres_url)
+    project.write_app(EMPLOYEE.format(extra=STATUS_ENUM))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name, status) VALUES ('ada', 'live')")
+
+    # Twice: what the first replay created (the enum type, sequences) must not trip up the second.
+    for _ in range(2):
+        assert "verify: OK" in project.flask("db", "verify", "--scratch-url", scratch_url).stdout
+    scratch = Project(tmp_path, scratch_url)
+    assert scratch.tables(archive=True) == set()
+    assert scratch.query("SELECT typname FROM pg_type WHERE typtype = 'e'") == []
+    assert scratch.query("SELECT relname FROM pg_class WHERE relkind = 'S'") == []
+
+    missing = str(sa.make_url(scratch_url).set(database="no_such_database"))
+    refused = project.flask("db", "verify", "--scratch-url", missing, ok=False)
+    assert "Could not connect to the scratch database" in refused.stderr, refused
+    assert "check --scratch-url" in refused.stderr and "Traceback" not in refused.stderr
+    assert project.rows("employee") == [{"id": 1, "name": "ada", "status": "live"}]
+    scratch.dispose()
+    project.dispose()
+
+
+def test_verify_of_a_multidb_project_uses_the_given_scratch_database_for_each_database(
+    project: Project, second_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if project.dialect == "sqlite":
+        scratch_url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    else:
+        scratch_url = request.getfixturevalue("postgres_server").create_database()
+    env, bind = migrated_multidb(project, second_database_url)
+    bind.execute("INSERT INTO \"group\" (name) VALUES ('admins')")
+    project.write_app(MULTIDB_MODELS.format(extra=GROUP_LABEL), config=BINDS)
+    project.flask("db", "migrate", "-m", "label", env=env)
+
+    result = project.flask("db", "verify", "--scratch-url", scratch_url, env=env)
+    assert "[default] label" in result.stdout and "[db1] label" in result.stdout
+    assert "verify: OK: 2 revision(s) replayed on 2 databases" in result.stdout
+    scratch = Project(tmp_path, scratch_url)
+    assert scratch.tables(archive=True) == set()
+    # The live databases were not touched: the bind is still at its first revision, with its row.
+    assert bind.rows("group") == [{"id": 1, "name": "admins"}]
+    assert project.tables() == {"user", "alembic_version"}
+    scratch.dispose()
     bind.dispose()

@@ -23,17 +23,11 @@ def scratch_engine(live_url: sa.URL | str, scratch_url: str | None = None) -> It
 
     SQLite: a file in a temp directory. PostgreSQL: ``CREATE DATABASE`` on the
     same server (the user needs CREATEDB), dropped at the end. ``scratch_url``:
-    that database, which must be empty; the tables made in it are dropped at the end.
+    that database, which must hold no tables; everything the replay creates in
+    it (tables, views, sequences, types, functions, schemas) is dropped at the end.
     """
     if scratch_url is not None:
-        engine = sa.create_engine(scratch_url, poolclass=NullPool)
-        try:
-            if sa.inspect(engine).get_table_names():
-                raise ScratchError(f"The scratch database {engine.url!r} is not empty: give an empty one.")
-            yield engine
-        finally:
-            _drop_everything(engine)
-            engine.dispose()
+        yield from _given_scratch(sa.make_url(live_url), scratch_url)
         return
     url = sa.make_url(live_url)
     backend = url.get_backend_name()
@@ -113,10 +107,93 @@ def _no_sqlite_durability(dbapi_connection: object, _: object) -> None:
     cursor.close()
 
 
-def _drop_everything(engine: sa.Engine) -> None:
-    metadata = sa.MetaData()
-    metadata.reflect(engine)
-    metadata.drop_all(engine)
+def _given_scratch(live_url: sa.URL, scratch_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(scratch_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            found = _objects(connection)
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise ScratchError(
+            f"Could not connect to the scratch database {engine.url!r} "
+            f"({str(exc.orig).strip().splitlines()[0]}): check --scratch-url."
+        ) from exc
+    if any(kind == "TABLE" for kind, _, _ in found):
+        engine.dispose()
+        raise ScratchError(f"The scratch database {engine.url!r} is not empty: give an empty one.")
+    try:
+        if engine.dialect.name == "postgresql" and live_url.get_backend_name() == "postgresql":
+            # As on a scratch database of our own: migrations seldom create the schemas they use.
+            live = sa.create_engine(live_url, poolclass=NullPool)
+            try:
+                with live.connect() as source, engine.begin() as scratch:
+                    for schema in user_schemas(source):
+                        scratch.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(scratch, schema)}"))
+            finally:
+                live.dispose()
+        yield engine
+    finally:
+        # Someone else's database: leave it as it was found, so that the next run finds it empty.
+        with engine.begin() as connection:
+            for statement in _drops(connection, _objects(connection) - found):
+                connection.execute(sa.text(statement))
+        engine.dispose()
+
+
+# Objects a replay can leave behind, as (DROP keyword, schema, name); order of the drops below.
+_PG_OBJECTS = """
+SELECT 'SCHEMA', NULL, nspname FROM pg_namespace
+WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+       WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND t.typrelid IN (
+        SELECT oid FROM pg_class WHERE relkind = 'c')))
+  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname,
+       p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind IN ('f', 'p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+"""
+_DROP_ORDER = [
+    "SCHEMA", "VIEW", "MATERIALIZED VIEW", "TRIGGER", "TABLE", "FOREIGN TABLE", "SEQUENCE", "PROCEDURE",
+    "FUNCTION", "TYPE", "DOMAIN",
+]
+
+
+def _objects(connection: sa.Connection) -> set[tuple[str, str | None, str]]:
+    """Every object of the database a migration could have made (tables reported as ``TABLE``)."""
+    if connection.dialect.name == "postgresql":
+        return {tuple(row) for row in connection.execute(sa.text(_PG_OBJECTS))}  # type: ignore[misc]
+    if connection.dialect.name == "sqlite":
+        rows = connection.execute(
+            sa.text("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND type <> 'index'")
+        )
+        return {(kind.upper(), None, name) for kind, name in rows}
+    return {("TABLE", None, name) for name in sa.inspect(connection).get_table_names()}
+
+
+def _drops(connection: sa.Connection, objects: set[tuple[str, str | None, str]]) -> list[str]:
+    """DROP statements for ``objects``; IF EXISTS and CASCADE, since one drop may take others with it."""
+    quote = connection.dialect.identifier_preparer.quote
+    cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
+    statements = []
+    for kind, schema, name in sorted(objects, key=lambda o: (_DROP_ORDER.index(o[0]), o[1] or "", o[2])):
+        if kind in ("PROCEDURE", "FUNCTION"):
+            routine, _, arguments = name.partition("(")
+            target = f"{quote(schema or '')}.{quote(routine)}({arguments}"
+        else:
+            target = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+        statements.append(f"DROP {kind} IF EXISTS {target}{cascade}")
+    return statements
 
 
 def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str = "alembic_version") -> None:
