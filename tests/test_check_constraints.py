@@ -114,3 +114,66 @@ def test_unnamed_checks_named_by_the_convention_are_no_change(project: Project) 
     again = project.flask("db", "migrate", "--exit-code", ok=False)
     assert "No changes in schema detected" in again.output, again
     assert "check constraint" not in again.stderr
+
+
+APP_CONVENTION = 'metadata=sa.MetaData(naming_convention={"ck": "ck_%(table_name)s_%(constraint_name)s"})'
+SA = "import sqlalchemy as sa"
+WITH_QTY = """
+class Stock(db.Model):
+    __tablename__ = "{table}"
+    __table_args__ = (
+        db.CheckConstraint("qty >= 0", name="qty_check"),
+        {{"info": {{"renamed_from": "stock"}}}},
+    )
+    id = db.Column(db.Integer, primary_key=True)
+    qty = db.Column(db.Integer)
+    sku = db.Column(db.String(20))
+"""
+WITHOUT_QTY = """
+class Stock(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    sku = db.Column(db.String(20))
+"""
+
+
+def _app_convention_project(project: Project) -> None:
+    project.write_app(WITH_QTY.format(table="stock"), db_args=APP_CONVENTION, imports=SA)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO stock (id, qty, sku) VALUES (1, 5, 'a'), (2, 0, 'b')")
+
+
+def test_a_check_named_by_the_apps_convention_drops_under_its_database_name(project: Project) -> None:
+    # The app's own convention turns name="qty_check" into ck_stock_qty_check; dropping it must not
+    # apply the convention again (PostgreSQL: constraint "ck_stock_ck_stock_qty_check" does not exist).
+    _app_convention_project(project)
+    project.write_app(WITHOUT_QTY, db_args=APP_CONVENTION, imports=SA)
+    project.flask("db", "migrate", "-m", "drop qty")
+    project.flask("db", "upgrade")
+    assert project.schema()["stock"]["checks"] == []
+    assert project.query("SELECT id, sku FROM stock ORDER BY id") == [(1, "a"), (2, "b")]
+    project.flask("db", "downgrade")
+    assert project.schema()["stock"]["checks"] == ["qty >= 0"]
+    assert project.query("SELECT id, qty, sku FROM stock ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]
+
+
+def test_a_renamed_table_takes_its_check_names_along(
+    project: Project, reference_url: str  # noqa: F811
+) -> None:
+    # ck_stock_qty_check must become ck_item_qty_check, as create_all() names it, in the same migration.
+    _app_convention_project(project)
+    project.write_app(WITH_QTY.format(table="item"), db_args=APP_CONVENTION, imports=SA)
+    project.flask("db", "migrate", "-m", "rename")
+    project.flask("db", "upgrade")
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    schema, _ = create_all_schema(project, reference_url)
+    assert project.schema() == schema
+    checks = sa.inspect(project.engine).get_check_constraints("item")
+    assert [c["name"] for c in checks] == ["ck_item_qty_check"]
+    assert project.query("SELECT id, qty, sku FROM item ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]
+    project.flask("db", "downgrade")
+    assert project.query("SELECT id, qty, sku FROM stock ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]
+    project.flask("db", "upgrade")
+    assert project.query("SELECT id, qty, sku FROM item ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]

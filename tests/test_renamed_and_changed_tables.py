@@ -11,7 +11,7 @@ from flask_evolve.autogen.renames import strong_overlap
 from tests.harness import Project
 from tests.test_autogenerate_matrix import FK_ON
 from tests.test_constraint_names import as_existing_project
-from tests.test_renames import reference_url, round_trip, scripts  # noqa: F401 (a fixture)
+from tests.test_renames import create_all_schema, reference_url, round_trip, scripts  # noqa: F401 (a fixture)
 
 OLD = """
 class Company(db.Model):
@@ -198,3 +198,60 @@ def test_strong_overlap_needs_the_same_primary_key() -> None:
     company = _table(db, "company", "a", "b")
     organization = _table(models, "organization", "a", "b", key="oid")
     assert strong_overlap(company, organization, _same_type) is None
+
+
+# The app's own convention names a foreign key after the table it refers to, so renaming that table
+# renames the foreign key of another table too: on SQLite that table is rebuilt, after the rename.
+FK_NAME = "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"
+REFERRED_CONVENTION = f'metadata=sa.MetaData(naming_convention={{"fk": "{FK_NAME}"}})'
+REFERRED = """
+class Company(db.Model):
+    __tablename__ = "{table}"
+    __table_args__ = {{"info": {{"renamed_from": "company"}}}}
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False, server_default={default})
+
+
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    company_id = db.Column(db.Integer, db.ForeignKey("{table}.id"))
+"""
+
+
+def test_a_renamed_table_takes_the_foreign_keys_named_after_it_and_its_other_changes_along(
+    project: Project, reference_url: str  # noqa: F811
+) -> None:
+    def models(table: str, default: str) -> None:
+        project.write_app(
+            REFERRED.format(table=table, default=default),
+            db_args=REFERRED_CONVENTION,
+            imports="import sqlalchemy as sa\n" + (FK_ON if project.dialect == "sqlite" else ""),
+        )
+
+    models("company", "None")
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO company (id, name) VALUES (1, 'acme'), (2, 'initech')")
+    project.execute("INSERT INTO employee (id, company_id) VALUES (1, 1), (2, 2), (3, NULL)")
+
+    # A rename the candidates call "alike", with a server default they do not weigh.
+    models("organization", "'unnamed'")
+    project.flask("db", "migrate", "-m", "rename")
+    project.flask("db", "upgrade")
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    schema, _ = create_all_schema(project, reference_url)
+    assert project.schema() == schema
+    [fk] = sa.inspect(project.engine).get_foreign_keys("employee")
+    assert (fk["name"], fk["referred_table"]) == ("fk_employee_company_id_organization", "organization")
+    assert project.query("SELECT id, company_id FROM employee ORDER BY id") == [(1, 1), (2, 2), (3, None)]
+    assert project.query("SELECT id, name FROM organization ORDER BY id") == [(1, "acme"), (2, "initech")]
+
+    project.flask("db", "downgrade")
+    [fk] = sa.inspect(project.engine).get_foreign_keys("employee")
+    assert (fk["name"], fk["referred_table"]) == ("fk_employee_company_id_company", "company")
+    assert project.query("SELECT id, company_id FROM employee ORDER BY id") == [(1, 1), (2, 2), (3, None)]
+    assert project.query("SELECT id, name FROM company ORDER BY id") == [(1, "acme"), (2, "initech")]
+    project.flask("db", "upgrade")
+    assert project.query("SELECT id, name FROM organization ORDER BY id") == [(1, "acme"), (2, "initech")]

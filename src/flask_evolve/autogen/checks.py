@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from alembic.operations import ops
 from alembic.util import PriorityDispatchResult, sqla_compat
+from sqlalchemy.sql.elements import conv
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -140,7 +141,10 @@ def _model_checks(autogen_context: AutogenContext, metadata_table: sa.Table) -> 
 def _drop(
     autogen_context: AutogenContext, modify_table_ops: ops.ModifyTableOps, conn_table: sa.Table, ck: _Check
 ) -> None:
-    constraint = sa.CheckConstraint(sa.text(ck.sqltext), name=ck.name, table=conn_table)
+    # conv(): the name is the database's own, which a naming convention must not rewrite again
+    # (ck_%(table_name)s_%(constraint_name)s would drop "ck_t_ck_t_x", which does not exist).
+    name = conv(ck.name) if ck.name is not None else None
+    constraint = sa.CheckConstraint(sa.text(ck.sqltext), name=name, table=conn_table)
     if ck.name is not None and not autogen_context.run_object_filters(
         constraint, ck.name, "check_constraint", True, None
     ):

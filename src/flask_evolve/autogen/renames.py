@@ -442,7 +442,9 @@ def choose_renames(
     outcome.renames += tables + decision.accepted
     outcome.ambiguous += decision.ambiguous
     for rename in tables + decision.accepted:
-        if isinstance(rename, TableRename) and rename.detail:
+        if isinstance(rename, TableRename):
+            # Even a table renamed alike may differ in what a candidate does not weigh (server
+            # defaults, CHECKs whose names carry the table's): the renamed table is compared too.
             _compare_changed_table(rename, changes, schemas, outcome)
 
     columns = _stated_column_renames(hints, changes, schemas, names)
@@ -461,6 +463,8 @@ def _compare_changed_table(
     """The other changes of a renamed table join the tree's changes, so its columns' renames are found too."""
     assert schemas.compare_renamed is not None
     compared = schemas.compare_renamed(rename.old, rename.new)
+    if compared is None and not rename.detail:
+        return  # renamed alike: the rename alone is still right where the comparison cannot run
     if compared is None:
         raise RenameError(
             f"cannot compare table {rename.old} with {rename.new} as a renamed table; "

@@ -259,20 +259,33 @@ def _plannable(op: ops.MigrateOperation) -> bool:
 
 
 def _merge_groups(op_list: list[ops.MigrateOperation]) -> list[ops.MigrateOperation]:
-    """One ModifyTableOps per table, unless raw SQL or a custom op on that table sits between two of them."""
+    """One ModifyTableOps per table, unless raw SQL, a table rename or a custom op on it sits between two."""
     merged: list[ops.MigrateOperation] = []
     seen: dict[tuple[str | None, str], ops.ModifyTableOps] = {}
+    # Table renames met so far, and how many had been met when each seen group was placed.
+    renames = 0
+    placed_after: dict[tuple[str | None, str], int] = {}
     for op in op_list:
         if isinstance(op, ops.AlterColumnOp) and op.modify_name is not None:
             # A column rename between changes to its table joins them: a rebuild then copies the
             # column under its new name (alone, it stays a native RENAME COLUMN).
             op = ops.ModifyTableOps(op.table_name, [op], schema=op.schema)
+        if isinstance(op, ops.RenameTableOp):
+            renames += 1
         if _plannable(op):
             key = (op.schema, op.table_name)
             if key in seen:
                 seen[key].ops.extend(op.ops)
+                if placed_after[key] < renames:
+                    # The rebuild makes the table's final shape, which may refer to a table by the
+                    # name a rename in between gives it (a foreign key): it runs after that rename.
+                    # SQLite's RENAME TABLE has already pointed the old references at the new name.
+                    merged.remove(seen[key])
+                    merged.append(seen[key])
+                    placed_after[key] = renames
                 continue
             seen[key] = op
+            placed_after[key] = renames
         elif isinstance(op, ops.ExecuteSQLOp) or not type(op).__module__.startswith("alembic."):
             table = None if isinstance(op, ops.ExecuteSQLOp) else getattr(op, "table_name", None)
             if table is None:
