@@ -240,3 +240,91 @@ def test_convention_names_match_sqlalchemys() -> None:
     )
     long = convention_name("uq", "t" * 60, ["c" * 60], max_length=63)
     assert len(long) <= 63 and long == convention_name("uq", "t" * 60, ["c" * 60], max_length=63)
+
+
+# -- hints that name a schema -----------------------------------------------------------------
+
+
+def schema_column_tree(
+    schema: str | None, table: str, dropped: list[sa.Column[Any]], added: list[sa.Column[Any]]
+) -> ops.ModifyTableOps:
+    sub: list[Any] = [ops.AddColumnOp.from_column_and_tablename(schema, table, c) for c in added]
+    sub += [ops.DropColumnOp.from_column_and_tablename(schema, table, c) for c in dropped]
+    return ops.ModifyTableOps(table, sub, schema=schema)
+
+
+def choose_in_schemas(tree: ops.UpgradeOps, old: sa.MetaData, new: sa.MetaData, *flags: str) -> Any:
+    schemas = Schemas(old.tables, new.tables, types_differ, default_schema="public")
+    hints = parse_hints(flags)
+    return choose_renames(TreeChanges.of(tree), schemas, hints=hints, policy="off", interactive=False)
+
+
+def other_item_and_company(*, item_column: str, company: str) -> sa.MetaData:
+    metadata = sa.MetaData()
+    key = sa.Column("id", sa.Integer, primary_key=True)
+    sa.Table("item", metadata, key, sa.Column(item_column, sa.String(80)), schema="other")
+    key = sa.Column("id", sa.Integer, primary_key=True)
+    sa.Table(company, metadata, key, sa.Column("name", sa.String(80)), schema="other")
+    return metadata
+
+
+def other_schema_tree(old: sa.MetaData, new: sa.MetaData) -> ops.UpgradeOps:
+    return ops.UpgradeOps(
+        [
+            schema_column_tree(
+                "other", "item", [old.tables["other.item"].c.name], [new.tables["other.item"].c.title]
+            ),
+            ops.CreateTableOp.from_table(new.tables["other.organization"]),
+            ops.DropTableOp.from_table(old.tables["other.company"]),
+        ]
+    )
+
+
+def test_a_schema_in_front_of_a_hint_names_a_table_or_column_there() -> None:
+    old = other_item_and_company(item_column="name", company="company")
+    new = other_item_and_company(item_column="title", company="organization")
+    tree = other_schema_tree(old, new)
+    outcome = choose_in_schemas(tree, old, new, "other.item.name=title", "other.company=organization")
+    assert outcome.renames == [
+        TableRename("other.company", "other.organization", reason="--rename", schema="other"),
+        ColumnRename("other.item", "name", "title", "VARCHAR(80)", reason="--rename"),
+    ]
+    assert [r.flag for r in outcome.renames] == [
+        "--rename other.company=organization",
+        "--rename other.item.name=title",
+    ]
+    # The default schema spelled out names the table without a schema: there is no public.company to drop.
+    with pytest.raises(RenameError, match="drops neither column company of table public nor table company"):
+        choose_in_schemas(tree, old, new, "public.company=organization")
+
+
+def test_a_name_that_is_both_a_schema_and_a_table_makes_a_short_hint_ambiguous() -> None:
+    # Schema "other" drops table "x"; default-schema table "other" drops column "x".
+    old, new = sa.MetaData(), sa.MetaData()
+    for metadata, table, column in ((old, "x", "x"), (new, "y", "y")):
+        key = sa.Column("id", sa.Integer, primary_key=True)
+        sa.Table(table, metadata, key, sa.Column("v", sa.String(80)), schema="other")
+        key = sa.Column("id", sa.Integer, primary_key=True)
+        sa.Table("other", metadata, key, sa.Column(column, sa.Integer))
+    tree = ops.UpgradeOps(
+        [
+            ops.CreateTableOp.from_table(new.tables["other.y"]),
+            ops.DropTableOp.from_table(old.tables["other.x"]),
+            schema_column_tree(None, "other", [old.tables["other"].c.x], [new.tables["other"].c.y]),
+        ]
+    )
+    with pytest.raises(RenameError) as refused:
+        choose_in_schemas(tree, old, new, "other.x=y")
+    message = str(refused.value)
+    assert "--rename other.x=y is ambiguous" in message
+    assert "--rename public.other.x=y" in message and "info={\"renamed_from\": \"x\"}" in message
+    assert "\n" not in message
+
+    column = choose_in_schemas(tree, old, new, "public.other.x=y")
+    assert column.renames == [ColumnRename("other", "x", "y", "INTEGER", reason="--rename")]
+
+
+@pytest.mark.parametrize("flag", ["a.b.c.d=e", "a..b=c", "a.b=c.d", "a=", "=b"])
+def test_a_hint_that_is_not_one_to_three_names_is_refused(flag: str) -> None:
+    with pytest.raises(RenameError, match="is not understood"):
+        parse_hints([flag])

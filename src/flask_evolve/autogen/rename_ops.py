@@ -79,19 +79,22 @@ def pg_quote(name: str) -> str:
 class RenameObjectOp(ops.ExecuteSQLOp):
     """PostgreSQL: rename an index, a constraint or a sequence in place (``op.execute``), no rebuild.
 
-    ``table`` is the table's name when the op runs (after any table rename).
+    ``table`` is the table's name when the op runs (after any table rename); ``schema`` the
+    schema of the table and the object (None: the default schema).
     """
 
-    def __init__(self, kind: str, old: str, new: str, *, table: str = "") -> None:
-        self.kind, self.old, self.new, self.table = kind, old, new, table
+    def __init__(self, kind: str, old: str, new: str, *, table: str = "", schema: str | None = None) -> None:
+        self.kind, self.old, self.new, self.table, self.schema = kind, old, new, table, schema
+        prefix = f"{pg_quote(schema)}." if schema is not None else ""
         if kind == "constraint":
-            sql = f"ALTER TABLE {pg_quote(table)} RENAME CONSTRAINT {pg_quote(old)} TO {pg_quote(new)}"
+            sql = f"ALTER TABLE {prefix}{pg_quote(table)} RENAME CONSTRAINT {pg_quote(old)} TO "
+            sql += pg_quote(new)
         else:
-            sql = f"ALTER {kind.upper()} {pg_quote(old)} RENAME TO {pg_quote(new)}"
+            sql = f"ALTER {kind.upper()} {prefix}{pg_quote(old)} RENAME TO {pg_quote(new)}"
         super().__init__(sql)
 
     def reverse(self) -> RenameObjectOp:
-        return RenameObjectOp(self.kind, self.new, self.old, table=self.table)
+        return RenameObjectOp(self.kind, self.new, self.old, table=self.table, schema=self.schema)
 
 
 def _comment_lines(comment: str) -> list[str]:

@@ -21,9 +21,16 @@ class RenameError(UserInputError):
     """A rename hint names nothing to rename, or the candidates are ambiguous."""
 
 
+def table_key(name: str, schema: str | None) -> str:
+    """How a table is named here: ``name`` in the default schema, ``schema.name`` elsewhere
+    (SQLAlchemy's ``Table.fullname``, and the prefix of a foreign key's ``target_fullname``)."""
+    return name if schema is None else f"{schema}.{name}"
+
+
 @dataclass(frozen=True)
 class ColumnRename:
-    """``table.old`` became ``table.new``. ``reason`` says who decided it."""
+    """``table.old`` became ``table.new`` (``table`` as :func:`table_key` names it).
+    ``reason`` says who decided it."""
 
     table: str
     old: str
@@ -50,20 +57,27 @@ class ColumnRename:
 
 @dataclass(frozen=True)
 class TableRename:
-    """Table ``old`` became ``new``; ``detail`` says how else it changed ("" when only renamed)."""
+    """Table ``old`` became ``new`` (both as :func:`table_key` names them, in one ``schema``);
+    ``detail`` says how else it changed ("" when only renamed)."""
 
     old: str
     new: str
     reason: str = "assumed"
     detail: str = field(default="", compare=False)
+    schema: str | None = None
+
+    @property
+    def new_name(self) -> str:
+        """The new name without its schema."""
+        return self.new if self.schema is None else self.new[len(self.schema) + 1 :]
 
     @property
     def flag(self) -> str:
-        return f"--rename {self.old}={self.new}"
+        return f"--rename {self.old}={self.new_name}"
 
     @property
     def label(self) -> str:
-        return f"{self.old} -> {self.new}"
+        return f"{self.old} -> {self.new_name}"
 
     @property
     def question(self) -> str:
@@ -79,30 +93,44 @@ Questioner = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
+class Hint:
+    """One ``--rename`` flag: the dotted names before ``=`` (one to three) and the new name.
+
+    Which table or column the names mean depends on the schemas and the comparison
+    (``a.b`` is column ``b`` of table ``a``, or table ``b`` of schema ``a``), so
+    :mod:`flask_evolve.autogen.renames` resolves them.
+    """
+
+    parts: tuple[str, ...]
+    new: str
+
+    @property
+    def text(self) -> str:
+        return f"--rename {'.'.join(self.parts)}={self.new}"
+
+
+@dataclass(frozen=True)
 class Hints:
     """Renames the user stated: ``--rename`` flags, parsed."""
 
-    tables: dict[str, str] = field(default_factory=dict)
-    columns: dict[tuple[str, str], str] = field(default_factory=dict)
+    items: tuple[Hint, ...] = ()
 
 
 def parse_hints(values: Iterable[str]) -> Hints:
-    """Parse ``employee.name=full_name`` (a column) and ``company=organization`` (a table)."""
-    hints = Hints()
+    """Parse ``employee.name=full_name`` (a column), ``company=organization`` (a table), and the same
+    with a schema in front (``other.item.name=title``, ``other.company=organization``)."""
+    items = []
     for value in values:
         old, sep, new = value.partition("=")
-        old, new = old.strip(), new.strip()
-        if not sep or not old or not new or "." in new:
+        parts = tuple(part.strip() for part in old.split("."))
+        new = new.strip()
+        if not sep or not new or "." in new or not all(parts) or len(parts) > 3:
             raise RenameError(
-                f"--rename {value!r} is not understood: write --rename TABLE.OLD=NEW "
-                f"for a column or --rename OLD_TABLE=NEW_TABLE for a table."
+                f"--rename {value!r} is not understood: write --rename [SCHEMA.]TABLE.OLD=NEW "
+                f"for a column or --rename [SCHEMA.]OLD_TABLE=NEW_TABLE for a table."
             )
-        if "." in old:
-            table, _, column = old.rpartition(".")
-            hints.columns[(table, column)] = new
-        else:
-            hints.tables[old] = new
-    return hints
+        items.append(Hint(parts, new))
+    return Hints(tuple(items))
 
 
 def terminal_questioner(stdin: TextIO | None = None, stderr: TextIO | None = None) -> Questioner:

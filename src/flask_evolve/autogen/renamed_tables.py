@@ -28,28 +28,31 @@ class RenamedTable:
 
 
 def _only_table(
-    table: str, hook: Callable[..., bool] | None, *, object_hook: bool
+    table: str, schema: str | None, hook: Callable[..., bool] | None, *, object_hook: bool
 ) -> Callable[..., bool]:
     def include(*args: Any) -> bool:
         if args[2 if object_hook else 1] == "table":
             if object_hook:
-                return args[0].schema is None and args[1] == table
-            return not args[2].get("schema_name") and args[0] == table
+                return args[0].schema == schema and args[1] == table
+            return (args[2].get("schema_name") or None) == schema and args[0] == table
         return hook is None or hook(*args)
 
     return include
 
 
-def _metadata_of(migration_context: MigrationContext, table: str) -> sa.MetaData | None:
+def _metadata_of(migration_context: MigrationContext, key: str) -> sa.MetaData | None:
     target = migration_context.opts.get("target_metadata")
     for metadata in target if isinstance(target, (list, tuple)) else [target]:
-        if metadata is not None and table in metadata.tables:
+        if metadata is not None and key in metadata.tables:
             return metadata  # type: ignore[no-any-return]
     return None
 
 
-def compare_renamed_table(migration_context: MigrationContext, old: str, new: str) -> RenamedTable | None:
-    """Compare model table ``new`` with database table ``old`` as if ``old`` were already renamed.
+def compare_renamed_table(
+    migration_context: MigrationContext, old: str, new: str, *, schema: str | None = None
+) -> RenamedTable | None:
+    """Compare model table ``new`` with database table ``old`` (both in ``schema``) as if ``old``
+    were already renamed.
 
     The rename runs in a savepoint that is rolled back, so Alembic's whole comparison
     (columns, types, defaults, indexes, constraints, our comparators) sees the table under
@@ -57,13 +60,14 @@ def compare_renamed_table(migration_context: MigrationContext, old: str, new: st
     database refuses the rename (then the pair stays drop + create).
     """
     connection = migration_context.connection
-    metadata = _metadata_of(migration_context, new)
+    metadata = _metadata_of(migration_context, new if schema is None else f"{schema}.{new}")
     if connection is None or metadata is None:
         return None
     quote = connection.dialect.identifier_preparer.quote
+    prefix = f"{quote(schema)}." if schema is not None else ""
     opts = dict(migration_context.opts)
-    opts["include_name"] = _only_table(new, opts.get("include_name"), object_hook=False)
-    opts["include_object"] = _only_table(new, opts.get("include_object"), object_hook=True)
+    opts["include_name"] = _only_table(new, schema, opts.get("include_name"), object_hook=False)
+    opts["include_object"] = _only_table(new, schema, opts.get("include_object"), object_hook=True)
     opts["target_metadata"] = metadata
     try:
         savepoint = connection.begin_nested()
@@ -71,12 +75,12 @@ def compare_renamed_table(migration_context: MigrationContext, old: str, new: st
         log.debug("could not compare %s as %s: %s", old, new, exc)
         return None
     try:
-        connection.exec_driver_sql(f"ALTER TABLE {quote(old)} RENAME TO {quote(new)}")
+        connection.exec_driver_sql(f"ALTER TABLE {prefix}{quote(old)} RENAME TO {quote(new)}")
         # The user sees these changes once, in the lines about the renames.
         with quiet_alembic():
             context = MigrationContext.configure(connection=connection, opts=opts)
             script = produce_migrations(context, metadata)
-        database_table = sa.Table(new, sa.MetaData(), autoload_with=connection)
+        database_table = sa.Table(new, sa.MetaData(), schema=schema, autoload_with=connection)
     except sa.exc.DBAPIError as exc:
         log.debug("could not compare %s as %s: %s", old, new, exc)
         return None
@@ -86,7 +90,7 @@ def compare_renamed_table(migration_context: MigrationContext, old: str, new: st
     changes = [
         sub
         for op in script.upgrade_ops.ops
-        if isinstance(op, ops.ModifyTableOps) and op.schema is None and op.table_name == new
+        if isinstance(op, ops.ModifyTableOps) and op.schema == schema and op.table_name == new
         for sub in op.ops
     ]
-    return RenamedTable(ops.ModifyTableOps(new, changes), database_table)
+    return RenamedTable(ops.ModifyTableOps(new, changes, schema=schema), database_table)

@@ -24,6 +24,7 @@ from flask_evolve.autogen.rename_policy import (
     is_interactive,
     parse_hints,
     policy_from_options,
+    table_key,
 )
 from flask_evolve.autogen.renamed_tables import RenamedTable, compare_renamed_table
 
@@ -42,9 +43,21 @@ TypesDiffer = Callable[[sa.Column[Any], sa.Column[Any]], bool]
 # -- what the tree says was dropped and added -------------------------------------------------
 
 
+def op_table(op: Any) -> str:
+    """The key (:func:`table_key`) of the table an op works on."""
+    if isinstance(op, ops.CreateForeignKeyOp):
+        return table_key(op.source_table, op.kw.get("source_schema"))
+    return table_key(op.table_name, getattr(op, "schema", None))
+
+
+def referent_table(op: ops.CreateForeignKeyOp) -> str:
+    return table_key(op.referent_table, op.kw.get("referent_schema"))
+
+
 @dataclass
 class TreeChanges:
-    """The drops and adds in an op tree that could be halves of renames (default schema only)."""
+    """The drops and adds in an op tree that could be halves of renames, by table key (``schema.name``
+    outside the default schema)."""
 
     dropped_tables: dict[str, ops.DropTableOp] = field(default_factory=dict)
     added_tables: dict[str, ops.CreateTableOp] = field(default_factory=dict)
@@ -55,18 +68,18 @@ class TreeChanges:
     def of(cls, upgrade_ops: ops.UpgradeOps) -> TreeChanges:
         changes = cls()
         for op in upgrade_ops.ops:
-            if getattr(op, "schema", None) is not None:
-                continue
+            tables = (ops.DropTableOp, ops.CreateTableOp, ops.ModifyTableOps)
+            key = op_table(op) if isinstance(op, tables) else ""
             if isinstance(op, ops.DropTableOp):
-                changes.dropped_tables[op.table_name] = op
+                changes.dropped_tables[key] = op
             elif isinstance(op, ops.CreateTableOp):
-                changes.added_tables[op.table_name] = op
+                changes.added_tables[key] = op
             elif isinstance(op, ops.ModifyTableOps):
                 for sub in op.ops:
                     if isinstance(sub, ops.DropColumnOp):
-                        changes.dropped_columns.setdefault(op.table_name, {})[sub.column_name] = sub
+                        changes.dropped_columns.setdefault(key, {})[sub.column_name] = sub
                     elif isinstance(sub, ops.AddColumnOp):
-                        changes.added_columns.setdefault(op.table_name, {})[sub.column.name] = sub
+                        changes.added_columns.setdefault(key, {})[sub.column.name] = sub
         return changes
 
     def is_empty(self) -> bool:
@@ -87,10 +100,13 @@ class Item:
     name: str | None
     columns: tuple[str, ...]
     unique: bool = False
+    #: A foreign key's referred table, by key (``schema.name`` outside the default schema).
     referred_table: str = ""
     referred_columns: tuple[str, ...] = ()
     options: tuple[str, str] = ("", "")
     obj: Any = field(default=None, compare=False, hash=False)
+    #: The referred table's name without its schema.
+    referred_name: str = field(default="", compare=False)
 
 
 def _fk_option(value: str | None) -> str:
@@ -106,17 +122,20 @@ def items_of(table: sa.Table) -> list[Item]:
             name = constraint.name if isinstance(constraint.name, str) else None
             found.append(Item("unique", name, tuple(c.name for c in constraint.columns), obj=constraint))
         elif isinstance(constraint, sa.ForeignKeyConstraint):
-            targets = [element.target_fullname.split(".") for element in constraint.elements]
+            # "schema.table.column" or "table.column": the part before the column is the table's key.
+            targets = [element.target_fullname.rpartition(".") for element in constraint.elements]
             name = constraint.name if isinstance(constraint.name, str) else None
+            referred = targets[0][0] if targets else ""
             found.append(
                 Item(
                     "fk",
                     name,
                     tuple(constraint.column_keys),
-                    referred_table=targets[0][-2] if targets else "",
-                    referred_columns=tuple(t[-1] for t in targets),
+                    referred_table=referred,
+                    referred_columns=tuple(t[2] for t in targets),
                     options=(_fk_option(constraint.ondelete), _fk_option(constraint.onupdate)),
                     obj=constraint,
+                    referred_name=_referred_name(constraint, referred),
                 )
             )
     for index in table.indexes:
@@ -126,6 +145,13 @@ def items_of(table: sa.Table) -> list[Item]:
         name = index.name if isinstance(index.name, str) else None
         found.append(Item("index", name, columns, unique=bool(index.unique), obj=index))
     return found
+
+
+def _referred_name(constraint: sa.ForeignKeyConstraint, referred: str) -> str:
+    try:
+        return str(constraint.referred_table.name)
+    except (sa.exc.InvalidRequestError, IndexError):  # not resolvable: the key says it
+        return referred.rpartition(".")[2]
 
 
 @dataclass
@@ -201,8 +227,8 @@ def column_mismatch(
         return "nullability differs"
     if bool(db_column.primary_key) != bool(model_column.primary_key):
         return "primary key differs"
-    db_items = _column_involvement(items_of(db_table), db_table.name, old, names)
-    model_items = _column_involvement(items_of(model_table), model_table.name, new, None)
+    db_items = _column_involvement(items_of(db_table), db_table.fullname, old, names)
+    model_items = _column_involvement(items_of(model_table), model_table.fullname, new, None)
     if db_items != model_items:
         return "unique constraints, indexes or foreign keys differ"
     return None
@@ -223,8 +249,8 @@ def table_mismatch(
         if bool(db_column.primary_key) != bool(model_column.primary_key):
             return f"column {db_column.name}: primary key differs"
     local = RenameMap(dict(names.tables), dict(names.columns))
-    local.tables[db_table.name] = model_table.name
-    db_sigs = sorted(map(repr, (mapped_signature(i, db_table.name, local) for i in items_of(db_table))))
+    local.tables[db_table.fullname] = model_table.fullname
+    db_sigs = sorted(map(repr, (mapped_signature(i, db_table.fullname, local) for i in items_of(db_table))))
     model_sigs = sorted(map(repr, (model_signature(i) for i in items_of(model_table))))
     if db_sigs != model_sigs:
         return "unique constraints, indexes or foreign keys differ"
@@ -263,7 +289,8 @@ def type_text(column: sa.Column[Any], dialect: sa.Dialect | None) -> str:
 
 @dataclass
 class Schemas:
-    """The two sides being compared: the live database's tables and the models'."""
+    """The two sides being compared: the live database's tables and the models', by table key
+    (``Table.fullname``: ``schema.name`` outside the default schema)."""
 
     database: Mapping[str, sa.Table]
     models: Mapping[str, sa.Table]
@@ -271,14 +298,20 @@ class Schemas:
     dialect: sa.Dialect | None = None
     #: The naming convention in force for the project, if any (flask_evolve.autogen.naming).
     convention: Mapping[str, Any] | None = None
-    #: PostgreSQL: the sequence a serial/identity column takes its values from.
-    serial_sequence: Callable[[str, str], str | None] | None = None
+    #: PostgreSQL: the sequence a serial/identity column (schema, table, column) takes its values from.
+    serial_sequence: Callable[[str | None, str, str], str | None] | None = None
     #: Compares database table ``old`` with model table ``new`` as if renamed (None: pure renames only).
     compare_renamed: Callable[[str, str], RenamedTable | None] | None = None
+
+    #: The database's name for its default schema ("public"): hints may spell it out.
+    default_schema: str | None = None
 
     @property
     def dialect_name(self) -> str:
         return self.dialect.name if self.dialect is not None else ""
+
+    def key(self, name: str, schema: str | None) -> str:
+        return table_key(name, None if schema == self.default_schema else schema)
 
 
 def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -> list[TableRename]:
@@ -287,14 +320,14 @@ def table_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) -
     for old in changes.dropped_tables:
         for new in changes.added_tables:
             db_table, model_table = schemas.database.get(old), schemas.models.get(new)
-            if db_table is None or model_table is None:
-                continue
+            if db_table is None or model_table is None or db_table.schema != model_table.schema:
+                continue  # a move to another schema is no rename (moved_tables)
             if table_mismatch(db_table, model_table, schemas.types_differ, names) is None:
-                found.append(TableRename(old, new))
+                found.append(TableRename(old, new, schema=model_table.schema))
             elif schemas.compare_renamed is not None:
                 alike = strong_overlap(db_table, model_table, schemas.types_differ)
                 if alike:
-                    found.append(TableRename(old, new, detail=alike))
+                    found.append(TableRename(old, new, detail=alike, schema=model_table.schema))
     return found
 
 
@@ -316,12 +349,13 @@ def column_candidates(changes: TreeChanges, schemas: Schemas, names: RenameMap) 
 
 
 def _declared_table_hints(changes: TreeChanges, schemas: Schemas) -> dict[str, str]:
+    """``renamed_from`` on a table names its old name in the same schema."""
     hints = {}
     for new in changes.added_tables:
         model_table = schemas.models.get(new)
         old = model_table.info.get(RENAMED_FROM) if model_table is not None else None
-        if old and old in changes.dropped_tables:
-            hints[old] = new
+        if old and table_key(old, model_table.schema) in changes.dropped_tables:  # type: ignore[union-attr]
+            hints[table_key(old, model_table.schema)] = new  # type: ignore[union-attr]
     return hints
 
 
@@ -338,18 +372,66 @@ def _declared_column_hints(changes: TreeChanges, schemas: Schemas) -> dict[tuple
     return hints
 
 
+@dataclass
+class ResolvedHints:
+    """``--rename`` flags as tables and columns: ``tables[old key] = (new key, flag)``,
+    ``columns[(table key, old)] = (new, flag)``."""
+
+    tables: dict[str, tuple[str, str]] = field(default_factory=dict)
+    columns: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+
+def resolve_hints(hints: Hints, changes: TreeChanges, schemas: Schemas) -> ResolvedHints:
+    """What each ``--rename`` names: ``T=N`` a table and ``S.T.C=N`` a column, wherever they are;
+    ``A.B=N`` column ``B`` of table ``A`` (default schema) or table ``B`` of schema ``A``, whichever
+    the comparison drops. When it drops both, the flag is refused (with the spelling that settles it)."""
+    resolved = ResolvedHints()
+    for hint in hints.items:
+        if len(hint.parts) == 1:
+            (old,) = hint.parts
+            resolved.tables[table_key(old, None)] = (table_key(hint.new, None), hint.text)
+        elif len(hint.parts) == 3:
+            schema, table, column = hint.parts
+            resolved.columns[(schemas.key(table, schema), column)] = (hint.new, hint.text)
+        else:
+            first, second = hint.parts
+            as_table = schemas.key(second, first) in changes.dropped_tables
+            as_column = second in changes.dropped_columns.get(first, {}) or (
+                first in schemas.models and first not in schemas.database
+            )
+            if as_table and as_column:
+                spelled = schemas.default_schema or "public"
+                raise RenameError(
+                    f"{hint.text} is ambiguous: {first} is a schema with a dropped table {second}, and a "
+                    f"table with a column {second}. For the column write "
+                    f"--rename {spelled}.{first}.{second}={hint.new}; for the table put "
+                    f'info={{"{RENAMED_FROM}": "{second}"}} in the __table_args__ of table {hint.new}.'
+                )
+            if as_table or (first not in schemas.models and first not in schemas.database):
+                if not as_table:
+                    raise RenameError(
+                        f"{hint.text}: the comparison drops neither column {second} of table {first} "
+                        f"nor table {second} of schema {first}; check the names."
+                    )
+                resolved.tables[schemas.key(second, first)] = (schemas.key(hint.new, first), hint.text)
+            else:
+                resolved.columns[(first, second)] = (hint.new, hint.text)
+    return resolved
+
+
 def _stated_table_renames(
-    hints: Hints, changes: TreeChanges, schemas: Schemas, names: RenameMap
+    hints: ResolvedHints, changes: TreeChanges, schemas: Schemas, names: RenameMap
 ) -> list[TableRename]:
-    stated = [(old, new, "--rename") for old, new in hints.tables.items()]
+    stated = [(old, new, where) for old, (new, where) in hints.tables.items()]
     stated += [
-        (old, new, f"{RENAMED_FROM} on the model")
+        (old, new, "")
         for old, new in _declared_table_hints(changes, schemas).items()
         if old not in hints.tables
     ]
     renames = []
-    for old, new, source in stated:
-        where = f"--rename {old}={new}" if source == "--rename" else f"{RENAMED_FROM}={old!r} on table {new}"
+    for old, new, flag in stated:
+        source = "--rename" if flag else f"{RENAMED_FROM} on the model"
+        where = flag or f"{RENAMED_FROM}={old.rpartition('.')[2]!r} on table {new}"
         if old not in changes.dropped_tables or new not in changes.added_tables:
             raise RenameError(
                 f"{where}: the comparison does not drop table {old!r} and add table {new!r}; "
@@ -361,26 +443,24 @@ def _stated_table_renames(
                 f"{where}: {old} and {new} differ beyond their name ({problem}); "
                 f"rename in one migration and change the table in the next."
             )
-        renames.append(TableRename(old, new, reason=source, detail=problem or ""))
+        schema = schemas.models[new].schema
+        renames.append(TableRename(old, new, reason=source, detail=problem or "", schema=schema))
     return renames
 
 
 def _stated_column_renames(
-    hints: Hints, changes: TreeChanges, schemas: Schemas, names: RenameMap
+    hints: ResolvedHints, changes: TreeChanges, schemas: Schemas, names: RenameMap
 ) -> list[ColumnRename]:
-    stated = [(t, old, new, "--rename") for (t, old), new in hints.columns.items()]
+    stated = [(t, old, new, where) for (t, old), (new, where) in hints.columns.items()]
     stated += [
-        (t, old, new, f"{RENAMED_FROM} on the model")
+        (t, old, new, "")
         for (t, old), new in _declared_column_hints(changes, schemas).items()
         if (t, old) not in hints.columns
     ]
     renames = []
-    for table, old, new, source in stated:
-        where = (
-            f"--rename {table}.{old}={new}"
-            if source == "--rename"
-            else f"{RENAMED_FROM}={old!r} on {table}.{new}"
-        )
+    for table, old, new, flag in stated:
+        source = "--rename" if flag else f"{RENAMED_FROM} on the model"
+        where = flag or f"{RENAMED_FROM}={old!r} on {table}.{new}"
         dropped = changes.dropped_columns.get(table, {})
         added = changes.added_columns.get(table, {})
         if old not in dropped or new not in added:
@@ -431,8 +511,9 @@ def choose_renames(
     """
     names = RenameMap()
     outcome = Outcome()
+    resolved = resolve_hints(hints, changes, schemas)
 
-    tables = _stated_table_renames(hints, changes, schemas, names)
+    tables = _stated_table_renames(resolved, changes, schemas, names)
     for rename in tables:
         names.add(rename)
     guessed = _without(table_candidates(changes, schemas, names), tables)
@@ -447,7 +528,7 @@ def choose_renames(
             # defaults, CHECKs whose names carry the table's): the renamed table is compared too.
             _compare_changed_table(rename, changes, schemas, outcome)
 
-    columns = _stated_column_renames(hints, changes, schemas, names)
+    columns = _stated_column_renames(resolved, changes, schemas, names)
     for rename in columns:
         names.add(rename)
     guessed_columns = _without(column_candidates(changes, schemas, names), columns)
@@ -468,7 +549,7 @@ def _compare_changed_table(
     if compared is None:
         raise RenameError(
             f"cannot compare table {rename.old} with {rename.new} as a renamed table; "
-            f"rename it in one migration (--rename {rename.old}={rename.new}) and change it in the next, "
+            f"rename it in one migration ({rename.flag}) and change it in the next, "
             f"or run with --no-renames to drop and create it (its rows are lost)."
         )
     outcome.changed_tables.append(compared.changes)
@@ -503,25 +584,25 @@ def _remove(upgrade_ops: ops.UpgradeOps, predicate: Callable[[Any], bool]) -> in
 
 def _creates(op: Any, item: Item, table: str) -> bool:
     if item.kind == "index":
-        return isinstance(op, ops.CreateIndexOp) and op.table_name == table and op.index_name == item.name
+        return isinstance(op, ops.CreateIndexOp) and op_table(op) == table and op.index_name == item.name
     if item.kind == "unique":
         return (
             isinstance(op, ops.CreateUniqueConstraintOp)
-            and op.table_name == table
+            and op_table(op) == table
             and tuple(op.columns) == item.columns
         )
     return (
         isinstance(op, ops.CreateForeignKeyOp)
-        and op.source_table == table
+        and op_table(op) == table
         and tuple(op.local_cols) == item.columns
-        and op.referent_table == item.referred_table
+        and referent_table(op) == item.referred_table
     )
 
 
 def _drops(op: Any, item: Item, tables: tuple[str, ...]) -> bool:
     if item.kind == "index":
-        return isinstance(op, ops.DropIndexOp) and op.table_name in tables and op.index_name == item.name
-    if not isinstance(op, ops.DropConstraintOp) or op.table_name not in tables:
+        return isinstance(op, ops.DropIndexOp) and op_table(op) in tables and op.index_name == item.name
+    if not isinstance(op, ops.DropConstraintOp) or op_table(op) not in tables:
         return False
     if item.name is not None:
         return op.constraint_name == item.name
@@ -531,7 +612,7 @@ def _drops(op: Any, item: Item, tables: tuple[str, ...]) -> bool:
     return (
         isinstance(reverse, ops.CreateForeignKeyOp)
         and tuple(reverse.local_cols) == item.columns
-        and reverse.referent_table == item.referred_table
+        and referent_table(reverse) == item.referred_table
     )
 
 
@@ -566,7 +647,7 @@ def _pattern_names(item: Item, table: str, columns: Sequence[str], schemas: Sche
             kind,
             table,
             columns,
-            referred_table=item.referred_table,
+            referred_table=item.referred_name,
             convention=schemas.convention or NAMING_CONVENTION,
         )
     ]
@@ -575,10 +656,9 @@ def _pattern_names(item: Item, table: str, columns: Sequence[str], schemas: Sche
     return names
 
 
-def _target_name(
-    match: Item, item: Item, old: str, new: str, names: RenameMap, schemas: Schemas
-) -> str | None:
-    """The name the database object should have after the renames, or None to keep its own."""
+def _target_name(match: Item, item: Item, old: str, new: str, schemas: Schemas) -> str | None:
+    """The name the database object should have after the renames, or None to keep its own
+    (``old`` and ``new``: the table's names without their schema)."""
     if item.name is not None:
         return item.name
     if match.name is None:
@@ -592,19 +672,21 @@ def _target_name(
     return target if len(target) <= max_length else None
 
 
+def _group(table: sa.Table) -> ops.ModifyTableOps:
+    return ops.ModifyTableOps(table.name, [], schema=table.schema)
+
+
 @dataclass
 class _Layout:
     before: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
     after: dict[str, ops.ModifyTableOps] = field(default_factory=dict)
     in_place: list[Any] = field(default_factory=list)
 
-    def drop(self, table: str, op: Any) -> None:
-        self.before.setdefault(table, ops.ModifyTableOps(table, []))
-        self.before[table].ops.append(op)
+    def drop(self, table: sa.Table, op: Any) -> None:
+        self.before.setdefault(table.fullname, _group(table)).ops.append(op)
 
-    def create(self, table: str, op: Any) -> None:
-        self.after.setdefault(table, ops.ModifyTableOps(table, []))
-        self.after[table].ops.append(op)
+    def create(self, table: sa.Table, op: Any) -> None:
+        self.after.setdefault(table.fullname, _group(table)).ops.append(op)
 
 
 def _reconcile(
@@ -623,7 +705,7 @@ def _reconcile(
     the renames and created after them, so the reversed downgrade runs in a valid
     order too. SQLite keeps a constraint's old name rather than copy the table for it.
     """
-    old, new = db_table.name, model_table.name
+    old, new = db_table.fullname, model_table.fullname
     renamed_table = old != new
     db_items = items_of(db_table)
     for item in items_of(model_table):
@@ -635,7 +717,7 @@ def _reconcile(
             continue
         db_items.remove(match)
         _remove(upgrade_ops, lambda op, m=match: _drops(op, m, (old, new)))  # type: ignore[misc]
-        target = _target_name(match, item, old, new, names, schemas)
+        target = _target_name(match, item, db_table.name, model_table.name, schemas)
         if target is None or target == match.name or (
             item.name is None and item.kind != "index" and schemas.dialect_name != "postgresql"
         ):
@@ -644,11 +726,13 @@ def _reconcile(
         if schemas.dialect_name == "postgresql" and match.name is not None:
             _remove(upgrade_ops, lambda op, i=item: _creates(op, i, new))  # type: ignore[misc]
             kind = "index" if item.kind == "index" else "constraint"
-            layout.in_place.append(RenameObjectOp(kind, match.name, target, table=new))
+            layout.in_place.append(
+                RenameObjectOp(kind, match.name, target, table=model_table.name, schema=model_table.schema)
+            )
             continue
-        layout.drop(old, _drop_op(match))
+        layout.drop(db_table, _drop_op(match))
         if not any(_creates(op, item, new) for _, op in _walk(upgrade_ops)):
-            layout.create(new, _create_op(item))
+            layout.create(model_table, _create_op(item))
 
 
 def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap) -> list[Any]:
@@ -658,28 +742,30 @@ def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap)
     found: list[Any] = []
     for rename in renames:
         if isinstance(rename, TableRename):
-            db_table = schemas.database[rename.old]
+            db_table, model_table = schemas.database[rename.old], schemas.models[rename.new]
+            old, new, schema = db_table.name, model_table.name, model_table.schema
             pk_name = db_table.primary_key.name if db_table.primary_key is not None else None
             convention = schemas.convention or NAMING_CONVENTION
             patterns = [
-                (f"{rename.old}_pkey", f"{rename.new}_pkey"),
-                (convention_name("pk", rename.old, [], convention=convention),
-                 convention_name("pk", rename.new, [], convention=convention)),
+                (f"{old}_pkey", f"{new}_pkey"),
+                (convention_name("pk", old, [], convention=convention),
+                 convention_name("pk", new, [], convention=convention)),
             ]
             for before, after in patterns:
                 if pk_name == before and len(after) <= 63:
-                    found.append(RenameObjectOp("constraint", before, after, table=rename.new))
+                    found.append(RenameObjectOp("constraint", before, after, table=new, schema=schema))
                     break
-            pairs = [(rename.old, c.name, rename.new, c.name) for c in db_table.c]
+            pairs = [(old, c.name, new, c.name) for c in db_table.c]
         else:
             # The column of a table renamed in this migration lives under the table's old name.
             live = next((o for o, n in names.tables.items() if n == rename.table), rename.table)
-            pairs = [(live, rename.old, rename.table, rename.new)]
+            schema = schemas.models[rename.table].schema
+            pairs = [(schemas.database[live].name, rename.old, schemas.models[rename.table].name, rename.new)]
         for table, column, new_table, new_column in pairs:
-            sequence = schemas.serial_sequence(table, column) if schemas.serial_sequence else None
+            sequence = schemas.serial_sequence(schema, table, column) if schemas.serial_sequence else None
             wanted = f"{new_table}_{new_column}_seq"
             if sequence == f"{table}_{column}_seq" and len(wanted) <= 63:
-                found.append(RenameObjectOp("sequence", sequence, wanted))
+                found.append(RenameObjectOp("sequence", sequence, wanted, schema=schema))
     return found
 
 
@@ -708,7 +794,7 @@ def apply_renames(
         names.add(rename)
     old_tables = set(names.tables)
     new_tables = set(names.tables.values())
-    changed = {m.table_name for m in changed_tables}
+    changed = {op_table(m) for m in changed_tables}
     changed |= {old for old, new in names.tables.items() if new in changed}
     renamed_columns = {(r.table, r.old) for r in renames if isinstance(r, ColumnRename)}
     added_columns = {(r.table, r.new) for r in renames if isinstance(r, ColumnRename)}
@@ -716,16 +802,16 @@ def apply_renames(
     upgrade_ops.ops[:] = [
         op
         for op in upgrade_ops.ops
-        if not (isinstance(op, ops.CreateTableOp) and op.schema is None and op.table_name in new_tables)
-        and not (isinstance(op, ops.DropTableOp) and op.schema is None and op.table_name in old_tables)
+        if not (isinstance(op, ops.CreateTableOp) and op_table(op) in new_tables)
+        and not (isinstance(op, ops.DropTableOp) and op_table(op) in old_tables)
         # What the comparison said of a changed table's two halves apart: changed_tables says it all.
-        and not (isinstance(op, ops.ModifyTableOps) and op.schema is None and op.table_name in changed)
+        and not (isinstance(op, ops.ModifyTableOps) and op_table(op) in changed)
     ]
     upgrade_ops.ops[:0] = list(changed_tables)
     _remove(
         upgrade_ops,
-        lambda op: (isinstance(op, ops.DropColumnOp) and (op.table_name, op.column_name) in renamed_columns)
-        or (isinstance(op, ops.AddColumnOp) and (op.table_name, op.column.name) in added_columns),
+        lambda op: (isinstance(op, ops.DropColumnOp) and (op_table(op), op.column_name) in renamed_columns)
+        or (isinstance(op, ops.AddColumnOp) and (op_table(op), op.column.name) in added_columns),
     )
 
     layout = _Layout()
@@ -736,17 +822,22 @@ def apply_renames(
             _reconcile(upgrade_ops, db_table, model_table, names, schemas, layout)
 
     rename_ops: list[Any] = []
-    groups = {group.table_name: group for group in changed_tables}
+    groups = {op_table(group): group for group in changed_tables}
     for rename in renames:
         if isinstance(rename, TableRename):
-            rename_ops.append(RenameTableOp(rename.old, rename.new, comment=_comment(rename)))
+            old_name, new_table = schemas.database[rename.old].name, schemas.models[rename.new]
+            rename_ops.append(
+                RenameTableOp(old_name, new_table.name, schema=new_table.schema, comment=_comment(rename))
+            )
     for rename in renames:
         if isinstance(rename, ColumnRename):
-            column = schemas.models[rename.table].c[rename.new]
+            model_table = schemas.models[rename.table]
+            column = model_table.c[rename.new]
             op = RenameColumnOp(
-                rename.table,
+                model_table.name,
                 rename.old,
                 rename.new,
+                schema=model_table.schema,
                 existing_type=column.type,
                 existing_nullable=column.nullable,
                 comment=_comment(rename),
@@ -757,7 +848,7 @@ def apply_renames(
                 group.ops.insert(sum(isinstance(o, RenameColumnOp) for o in group.ops), op)
             elif schemas.dialect_name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_RENAME_COLUMN:
                 # No RENAME COLUMN before SQLite 3.25: Alembic's batch mode copies the table instead.
-                rename_ops.append(ops.ModifyTableOps(rename.table, [op]))
+                rename_ops.append(ops.ModifyTableOps(model_table.name, [op]))
             else:
                 rename_ops.append(op)
     upgrade_ops.ops[:] = [
@@ -782,34 +873,37 @@ def _model_tables(target_metadata: Any) -> dict[str, sa.Table]:
     for metadata in metadatas:
         if metadata is None:
             continue
-        for table in metadata.tables.values():
-            if table.schema is None:
-                tables[table.name] = table
+        tables.update(metadata.tables)
     return tables
 
 
 def _database_tables(connection: sa.Connection, upgrade_ops: ops.UpgradeOps) -> dict[str, sa.Table]:
     """Reflect only what a rename could touch: dropped tables and tables the tree changes
     (foreign keys pull in the tables they refer to)."""
-    wanted = {
-        op.table_name
-        for op in upgrade_ops.ops
-        if isinstance(op, (ops.DropTableOp, ops.ModifyTableOps)) and op.schema is None
-    }
-    existing = set(sa.inspect(connection).get_table_names())
+    wanted: dict[str | None, set[str]] = {}
+    for op in upgrade_ops.ops:
+        if isinstance(op, (ops.DropTableOp, ops.ModifyTableOps)):
+            wanted.setdefault(op.schema, set()).add(op.table_name)
+    inspector = sa.inspect(connection)
     reflected = sa.MetaData()
-    reflected.reflect(bind=connection, only=sorted(wanted & existing))
-    return {t.name: t for t in reflected.tables.values() if t.schema is None}
+    for schema, names in wanted.items():
+        only = sorted(names & set(inspector.get_table_names(schema=schema)))
+        if only:
+            reflected.reflect(bind=connection, schema=schema, only=only)
+    return dict(reflected.tables)
 
 
-def _serial_sequence_lookup(connection: sa.Connection) -> Callable[[str, str], str | None] | None:
+def _serial_sequence_lookup(
+    connection: sa.Connection,
+) -> Callable[[str | None, str, str], str | None] | None:
     if connection.dialect.name != "postgresql":
         return None
 
-    def lookup(table: str, column: str) -> str | None:
+    def lookup(schema: str | None, table: str, column: str) -> str | None:
+        qualified = pg_quote(table) if schema is None else f"{pg_quote(schema)}.{pg_quote(table)}"
         found = connection.execute(
             sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
-            {"table": pg_quote(table), "column": column},
+            {"table": qualified, "column": column},
         ).scalar()
         return str(found).rpartition(".")[2].strip('"') if found else None
 
@@ -835,48 +929,24 @@ def summary_lines(renames: Sequence[Rename]) -> list[str]:
     return lines
 
 
-def _alike_columns(dropped: ops.DropColumnOp, added: ops.AddColumnOp, types_differ: TypesDiffer) -> bool:
-    reverse = getattr(dropped, "_reverse", None)
-    if not isinstance(reverse, ops.AddColumnOp):
-        return False
-    old, new = reverse.column, added.column
-    return not types_differ(old, new) and bool(old.nullable) == bool(new.nullable)
+def moved_tables(upgrade_ops: ops.UpgradeOps, types_differ: TypesDiffer) -> list[str]:
+    """Tables dropped in one schema and created in another that look like one table moved.
 
-
-def other_schema_renames(upgrade_ops: ops.UpgradeOps, types_differ: TypesDiffer) -> list[str]:
-    """Drop + add pairs outside the default schema that could be renames (which are not supported there).
-
-    Columns: a dropped and an added column of one table with the same type and nullability, or an
-    added column with a ``renamed_from`` hint. Tables: a dropped and an added table of one schema with
-    the same primary key and half their column names in common, or a ``renamed_from`` hint.
+    A pair is the same table name, or a ``renamed_from`` hint naming the dropped table (with or
+    without its schema), with the same primary key and half their column names in common.
     """
+    dropped = [op for op in upgrade_ops.ops if isinstance(op, ops.DropTableOp)]
     found: list[str] = []
-    dropped_tables: dict[str, list[ops.DropTableOp]] = {}
-    added_tables: dict[str, list[ops.CreateTableOp]] = {}
-    for op in upgrade_ops.ops:
-        schema = getattr(op, "schema", None)
-        if schema is None:
-            continue
-        if isinstance(op, ops.DropTableOp):
-            dropped_tables.setdefault(schema, []).append(op)
-        elif isinstance(op, ops.CreateTableOp):
-            added_tables.setdefault(schema, []).append(op)
-        elif isinstance(op, ops.ModifyTableOps):
-            drops = [sub for sub in op.ops if isinstance(sub, ops.DropColumnOp)]
-            for add in (sub for sub in op.ops if isinstance(sub, ops.AddColumnOp)):
-                hinted = add.column.info.get(RENAMED_FROM)
-                for drop in drops:
-                    alike = hinted is None and _alike_columns(drop, add, types_differ)
-                    if hinted == drop.column_name or alike:
-                        found.append(f"{schema}.{op.table_name}.{drop.column_name} -> {add.column.name}")
-    for schema, drops in dropped_tables.items():
-        for create in added_tables.get(schema, []):
-            for drop in drops:
-                old_table = drop.to_table()
-                new_table = create.to_table()
-                hinted = new_table.info.get(RENAMED_FROM) == old_table.name
-                if hinted or strong_overlap(old_table, new_table, types_differ):
-                    found.append(f"{schema}.{old_table.name} -> {new_table.name}")
+    for create in (op for op in upgrade_ops.ops if isinstance(op, ops.CreateTableOp)):
+        new_table = create.to_table()
+        hint = str(new_table.info.get(RENAMED_FROM) or "")
+        for drop in dropped:
+            if drop.schema == create.schema:
+                continue
+            old_table = drop.to_table()
+            named = old_table.name == new_table.name or hint in (old_table.name, old_table.fullname)
+            if named and strong_overlap(old_table, new_table, types_differ) is not None:
+                found.append(f"{old_table.fullname} -> {new_table.fullname}")
     return found
 
 
@@ -890,16 +960,16 @@ def detect_renames(ctx: RewriteContext) -> None:
         return bool(impl.compare_type(db_column, model_column))
 
     if policy != "off":
-        possible = other_schema_renames(ctx.upgrade_ops, types_differ)
-        if possible:
+        moved = moved_tables(ctx.upgrade_ops, types_differ)
+        if moved:
             raise RenameError(
-                f"Possible renames outside the default schema, which Flask-Evolve does not detect: "
-                f"{', '.join(possible)}. Write the rename in the script yourself "
-                f"(op.alter_column(..., new_column_name=..., schema=...), op.rename_table(..., schema=...)) "
-                f"or run with --no-renames to drop and add (the values come back only on downgrade)."
+                f"Tables that look moved to another schema, which Flask-Evolve does not detect: "
+                f"{', '.join(moved)}. Write the move in the script yourself "
+                f"(op.execute('ALTER TABLE ... SET SCHEMA ...'), and the reverse in downgrade()) "
+                f"or run with --no-renames to drop and create (the rows come back only on downgrade)."
             )
     changes = TreeChanges.of(ctx.upgrade_ops)
-    if changes.is_empty() and not (hints.tables or hints.columns):
+    if changes.is_empty() and not hints.items:
         return
     migration_context = ctx.migration_context
     connection = migration_context.bind
@@ -912,8 +982,16 @@ def detect_renames(ctx: RewriteContext) -> None:
         dialect=migration_context.dialect,
         convention=convention_in_force(ctx),
         serial_sequence=_serial_sequence_lookup(connection),
-        compare_renamed=lambda old, new: compare_renamed_table(migration_context, old, new),
+        default_schema=migration_context.dialect.default_schema_name,
     )
+
+    def compare_renamed(old: str, new: str) -> RenamedTable | None:
+        model_table = schemas.models[new]
+        return compare_renamed_table(
+            migration_context, schemas.database[old].name, model_table.name, schema=model_table.schema
+        )
+
+    schemas.compare_renamed = compare_renamed
     outcome = choose_renames(
         changes,
         schemas,
