@@ -168,7 +168,7 @@ def revision(
     "renames",
     multiple=True,
     metavar="OLD=NEW",
-    help="State a rename: TABLE.OLD_COLUMN=NEW_COLUMN or OLD_TABLE=NEW_TABLE (repeatable)",
+    help="State a rename: [SCHEMA.]TABLE.OLD_COLUMN=NEW_COLUMN or [SCHEMA.]OLD_TABLE=NEW_TABLE (repeatable)",
 )
 @click.option("--no-renames", is_flag=True, help="Never guess renames: dropped + added stay drop + add")
 @click.option("--dry-run", is_flag=True, help="Show the script and the risk report, write nothing")
