@@ -1,0 +1,91 @@
+"""`flask db verify` and migrate's automatic verify where PostgreSQL's limits show: wide tables, many."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.harness import Project
+from tests.test_safety_cli import write_revision
+
+pytestmark = pytest.mark.postgresql
+
+#: Columns of the wide table besides its key: with the key, 9 below PostgreSQL's 1,600.
+WIDE = 1590
+#: Add-column steps after the wide table: step-by-step round trips (up, down, up: two column numbers
+#: each) pass 1,600 at the fifth; a table upgraded in one go holds them all.
+ADDED = 6
+
+
+def wide_history(project: Project) -> None:
+    """r0 creates ``wide`` (id + 1,590 columns); r1..r6 each add a column, as Alembic writes it."""
+    columns = "".join(f'    a{i} = db.Column(db.Integer)\n' for i in range(ADDED))
+    created = "".join(f'    c{i} = db.Column(db.Integer)\n' for i in range(WIDE))
+    key = "    id = db.Column(db.Integer, primary_key=True)\n"
+    project.write_app(f"class Wide(db.Model):\n{key}{created}{columns}")
+    project.flask("db", "init")
+    listed = ", ".join(f'sa.Column("c{i}", sa.Integer())' for i in range(WIDE))
+    write_revision(
+        project, "r0", None,
+        f'op.create_table("wide", sa.Column("id", sa.Integer(), nullable=False), {listed}, '
+        'sa.PrimaryKeyConstraint("id"))',
+        'op.drop_table("wide")', "wide",
+    )
+    for i in range(ADDED):
+        write_revision(
+            project, f"r{i + 1}", f"r{i}",
+            f'with op.batch_alter_table("wide") as batch_op:\n'
+            f'    batch_op.add_column(sa.Column("a{i}", sa.Integer(), nullable=True))',
+            f'with op.batch_alter_table("wide") as batch_op:\n    batch_op.drop_column("a{i}")',
+            f"a{i}",
+        )
+
+
+@pytest.fixture
+def pg_project(tmp_path: Any, postgres_url: str) -> Iterator[Project]:
+    path = tmp_path / "project"
+    path.mkdir()
+    project = Project(path, postgres_url)
+    yield project
+    project.dispose()
+
+
+def test_verify_continues_past_the_column_limit_on_a_fresh_scratch_database(pg_project: Project) -> None:
+    project = pg_project
+    wide_history(project)
+
+    result = project.flask("db", "verify")
+
+    assert "verify: OK: 7 revision(s) replayed" in result.stdout
+    steps = json.loads(project.flask("db", "verify", "--format", "json").stdout)["steps"]
+    assert [s["ok"] for s in steps] == [True] * (ADDED + 1)
+    noted = [s["revision"] for s in steps if s["notes"]]
+    assert noted == ["r5"]
+    assert "continued on a fresh scratch database upgraded from base to r4 in one go" in result.stdout
+    assert "counts dropped columns" in result.stdout
+    assert project.tables() <= {"alembic_version"}  # the app's own database was not touched
+
+
+def test_verify_on_a_given_scratch_database_names_the_column_limit_in_one_line(
+    pg_project: Project, postgres_server: Any
+) -> None:
+    project = pg_project
+    wide_history(project)
+    scratch = postgres_server.create_database()
+    try:
+        result = project.flask("db", "verify", "--scratch-url", scratch, ok=False)
+        leftover = sa.inspect(sa.create_engine(scratch, poolclass=sa.pool.NullPool)).get_table_names()
+    finally:
+        postgres_server.drop_database(sa.make_url(scratch).database)
+
+    assert "FAIL r5" in result.stdout and "verify: FAILED (1 problem)" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if "1,600" in line]
+    assert "upgrade after downgrade failed: PostgreSQL's limit of 1,600 columns per table" in line
+    assert "counts dropped columns" in line
+    assert "without --scratch-url, verify continues on a fresh temporary database instead" in line
+    assert "Traceback" not in result.output
+    assert leftover == []
