@@ -207,8 +207,11 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def start_local_server(binaries: PgBinaries) -> PostgresServer:
-    """initdb + pg_ctl start a cluster in a fresh temp dir; close() removes it."""
+def start_local_server(binaries: PgBinaries, settings: dict[str, str] | None = None) -> PostgresServer:
+    """initdb + pg_ctl start a cluster in a fresh temp dir; close() removes it.
+
+    :param settings: postgresql.conf settings on top of :data:`SERVER_SETTINGS`.
+    """
     user = _run_as_user()
     parent = tempfile.gettempdir()
     if len(parent) > MAX_SOCKET_DIR_LEN - 30:
@@ -288,10 +291,10 @@ def start_local_server(binaries: PgBinaries) -> PostgresServer:
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        settings = {**SERVER_SETTINGS, "unix_socket_directories": f"'{root}'"}
+        conf_settings = {**SERVER_SETTINGS, **(settings or {}), "unix_socket_directories": f"'{root}'"}
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("\n# flask-evolve test server\n")
-            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+            conf.writelines(f"{key} = {value}\n" for key, value in conf_settings.items())
         result = run(
             [
                 str(binaries.pg_ctl),

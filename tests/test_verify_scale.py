@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Project
+from tests.postgres_server import find_pg_binaries, start_local_server
 from tests.test_safety_cli import write_revision
 
 pytestmark = pytest.mark.postgresql
@@ -89,3 +90,62 @@ def test_verify_on_a_given_scratch_database_names_the_column_limit_in_one_line(
     assert "without --scratch-url, verify continues on a fresh temporary database instead" in line
     assert "Traceback" not in result.output
     assert leftover == []
+
+
+#: A server whose shared lock table holds about 10 * (10 + 0) = 100 locks (PostgreSQL's defaults: 6,400).
+SMALL_LOCK_TABLE = {"max_locks_per_transaction": "10", "max_connections": "10", "max_worker_processes": "0"}
+
+
+def linked_tables(n: int) -> str:
+    """N models, each with an index, a TEXT column (a TOAST table) and a foreign key: ~6 locked relations."""
+    return "\n".join(
+        f"class T{i}(db.Model):\n"
+        f'    __tablename__ = "t{i}"\n'
+        "    id = db.Column(db.Integer, primary_key=True)\n"
+        "    code = db.Column(db.String(20), index=True)\n"
+        "    notes = db.Column(db.Text)\n"
+        f'    parent_id = db.Column(db.Integer, db.ForeignKey("t{max(i - 1, 0)}.id"))\n'
+        for i in range(n)
+    )
+
+
+@pytest.fixture
+def small_lock_table_project(tmp_path: Any) -> Iterator[Project]:
+    binaries = find_pg_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server programs not found")
+    server = start_local_server(binaries, SMALL_LOCK_TABLE)
+    path = tmp_path / "project"
+    path.mkdir()
+    project = Project(path, server.create_database())
+    try:
+        yield project
+    finally:
+        project.dispose()
+        server.close()
+
+
+def test_a_revision_that_fills_postgresqls_lock_table_is_named_in_one_line(
+    small_lock_table_project: Project,
+) -> None:
+    project = small_lock_table_project
+    project.write_app(linked_tables(60))
+    project.flask("db", "init")
+
+    migrated = project.flask("db", "migrate", "-m", "tables")  # verify warns; the script is written
+
+    [script] = (project.migrations / "versions").glob("*_tables.py")
+    lines = [line for line in migrated.output.splitlines() if "lock table" in line]
+    assert len(lines) == 1, str(migrated)
+    [line] = lines
+    assert "upgrade failed: PostgreSQL's lock table is full" in line
+    assert "max_locks_per_transaction * (max_connections + max_prepared_transactions) = 10 * (10 + 0)" in line
+    assert "raise max_locks_per_transaction (a server restart) or split the revision" in line
+    assert "verify: FAILED (1 problem)" in migrated.output and "Traceback" not in migrated.output
+
+    upgraded = project.flask("db", "upgrade", ok=False)
+    assert "PostgreSQL's lock table is full" in upgraded.stderr
+    assert "raise max_locks_per_transaction or split the revision" in upgraded.stderr
+    assert "Traceback" not in upgraded.output
+    assert project.tables() <= {"alembic_version"} and project.version() == []
+    assert script.exists()

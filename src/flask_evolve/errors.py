@@ -134,6 +134,12 @@ def database_error_line(exc: BaseException) -> str:
 #: Known causes of database errors, matched on the driver's text, with the fix.
 _DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
     (
+        # PostgreSQL's lock table: one transaction locks every table, index and sequence it touches.
+        re.compile(r"out of shared memory", re.I),
+        "PostgreSQL's lock table is full (a migration is one transaction and locks every table, index and "
+        "sequence it touches until it commits): raise max_locks_per_transaction or split the revision",
+    ),
+    (
         re.compile(r"database is locked", re.I),
         "another process holds a lock on the SQLite database: close it (or wait), then try again",
     ),

@@ -188,16 +188,51 @@ COLUMN_LIMIT_WORDS = (
 )
 
 
-def _is_column_limit(exc: BaseException) -> bool:
+#: PostgreSQL's SQLSTATE for "out of shared memory", which its lock table raises when full.
+OUT_OF_MEMORY = "53200"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     # psycopg 3 calls it sqlstate, psycopg2 pgcode.
-    return TOO_MANY_COLUMNS in (getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None))
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
-def _failed(step: Step, what: str, exc: BaseException) -> None:
+def _is_column_limit(exc: BaseException) -> bool:
+    return _sqlstate(exc) == TOO_MANY_COLUMNS
+
+
+def _is_lock_table_full(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    hint = getattr(getattr(orig, "diag", None), "message_hint", None) or str(orig)
+    return _sqlstate(exc) == OUT_OF_MEMORY and "max_locks_per_transaction" in hint
+
+
+def lock_table_words(connection: sa.Connection) -> str:
+    """Why a step ran out of shared memory on PostgreSQL, with the server's numbers, and what to do."""
+    if connection.in_transaction():
+        connection.rollback()
+    locks, connections, prepared = connection.exec_driver_sql(
+        "SELECT current_setting('max_locks_per_transaction')::int, current_setting('max_connections')::int, "
+        "current_setting('max_prepared_transactions')::int"
+    ).one()
+    connection.rollback()
+    return (
+        "PostgreSQL's lock table is full: a migration is one transaction, which locks every table, index "
+        "and sequence it creates, alters or drops until it commits, and this server has room for about "
+        "max_locks_per_transaction * (max_connections + max_prepared_transactions) = "
+        f"{locks} * ({connections} + {prepared}) = {locks * (connections + prepared):,} locks, shared by "
+        "all sessions: raise max_locks_per_transaction (a server restart) or split the revision; "
+        "the same steps fail the same way on your database"
+    )
+
+
+def _failed(step: Step, what: str, exc: BaseException, connection: sa.Connection) -> None:
     if _is_column_limit(exc):
         step.column_limit = True
         step.problems.append(f"{what} failed: {COLUMN_LIMIT_WORDS} ({_first_line(exc)})")
+    elif _is_lock_table_full(exc):
+        step.problems.append(f"{what} failed: {lock_table_words(connection)} ({_first_line(exc)})")
     else:
         step.problems.append(f"{what} failed: {_first_line(exc)}")
 
@@ -239,7 +274,7 @@ def _round_trip(
     try:
         _timed(step.timings, "up", run(revision.revision))
     except Exception as exc:
-        _failed(step, "upgrade", exc)
+        _failed(step, "upgrade", exc, connection)
         return None
     after = schema_state(connection)
     if isinstance(down_target, tuple | list):
@@ -249,7 +284,7 @@ def _round_trip(
     try:
         _timed(step.timings, "down", run(target, downgrade=True))
     except Exception as exc:
-        _failed(step, "downgrade", exc)
+        _failed(step, "downgrade", exc, connection)
         return None
     restored = schema_state(connection)
     for difference in state_differences(before, restored):
@@ -257,7 +292,7 @@ def _round_trip(
     try:
         _timed(step.timings, "up again", run(revision.revision))
     except Exception as exc:
-        _failed(step, "upgrade after downgrade", exc)
+        _failed(step, "upgrade after downgrade", exc, connection)
         return None
     again = schema_state(connection)
     for difference in state_differences(after, again):
