@@ -639,7 +639,7 @@ def _has_archive(operations: Operations, name: str, schema: str | None) -> bool:
 
     Every revision's upgrade restores what an earlier downgrade may have archived, so an
     initial revision of N tables would otherwise send N catalog probes. Archive tables are
-    created and dropped only by these operations, which call :func:`_forget_archives`; the
+    created and dropped only by these operations, which call :func:`_archive_listed`; the
     listing is also re-read in a new transaction, so a rollback cannot leave it stale.
     """
     context = operations.migration_context
@@ -664,10 +664,30 @@ def _forget_archives(operations: Operations) -> None:
     _ARCHIVES.pop(operations.migration_context, None)
 
 
+def _archive_listed(operations: Operations, name: str, schema: str | None, *, exists: bool) -> None:
+    """Archive ``name`` was just created (``exists``) or dropped: keep the listing true without re-reading it.
+
+    Re-reading it after each change made the upgrade after a downgrade of N tables read N listings
+    of up to 2N tables. Listings of other schema keys are forgotten: ``None`` and the default
+    schema's name are two keys for one schema.
+    """
+    cached = _ARCHIVES.get(operations.migration_context)
+    names = None if cached is None else cached[1].get(schema)
+    if cached is None or names is None:
+        _forget_archives(operations)
+        return
+    if exists:
+        names.add(name)
+    else:
+        names.discard(name)
+    for other in [key for key in cached[1] if key != schema]:
+        del cached[1][other]
+
+
 def _refuse_stale_archive(
     operations: Operations, op: ArchiveColumnsOp | ArchiveTableOp | ArchiveRowsOp, archive: str
 ) -> None:
-    if operations.migration_context.as_sql or not _has_table(operations, archive, op.schema):
+    if operations.migration_context.as_sql or not _has_archive(operations, archive, op.schema):
         return
     raise ArchiveError(
         f"the archive table {archive} already exists (left by an earlier {op.on} of revision {op.revision} "
@@ -684,8 +704,8 @@ def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
     selected = ", ".join(q.name(c) for c in [*op.key, *op.columns])
     # CREATE TABLE AS copies in one statement on both dialects and renders as
     # plain SQL for `upgrade --sql`; the lookup index is built only on restore.
-    _forget_archives(operations)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT {selected} FROM {q.table(op.table_name)}")
+    _archive_listed(operations, archive, op.schema, exists=True)
 
 
 def _missing_rows(operations: Operations, op: CheckArchiveOp, q: _Quoting, archive: str) -> int:
@@ -857,8 +877,8 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
         operations.execute(
             f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression} WHERE {no_archived_row}"
         )
-    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
+    _archive_listed(operations, archive, op.schema, exists=False)
 
 
 @Operations.implementation_for(ArchiveRowsOp)
@@ -866,8 +886,8 @@ def _archive_rows(operations: Operations, op: ArchiveRowsOp) -> None:
     q = _Quoting(operations, op.schema)
     archive = _archive_of(op, op.table_name)
     _refuse_stale_archive(operations, op, archive)
-    _forget_archives(operations)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT * FROM {q.table(op.table_name)}")
+    _archive_listed(operations, archive, op.schema, exists=True)
 
 
 @Operations.implementation_for(RestoreValuesOp)
@@ -901,8 +921,8 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
         operations.execute(
             f"UPDATE {target} SET {name} = a.{name} FROM {q.table(archive)} a WHERE {match}{unchanged}"
         )
-    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
+    _archive_listed(operations, archive, op.schema, exists=False)
 
 
 @Operations.implementation_for(RestoreRowsOp)
@@ -922,9 +942,15 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
         if op.on == "downgrade":
             return
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
-    inspector = sa.inspect(operations.get_bind())
-    kept = {c["name"] for c in inspector.get_columns(archive, schema=op.schema)}
-    targets = [c for c in inspector.get_columns(op.table_name, schema=op.schema) if c["name"] in kept]
+    # Both tables' columns in one catalog query, not one each: an initial revision restores N tables.
+    reflected = {
+        key[1]: found
+        for key, found in sa.inspect(operations.get_bind())
+        .get_multi_columns(schema=op.schema, filter_names=[archive, op.table_name])
+        .items()
+    }
+    kept = {c["name"] for c in reflected.get(archive, [])}
+    targets = [c for c in reflected.get(op.table_name, []) if c["name"] in kept]
     columns = [c["name"] for c in targets]
     listed = ", ".join(q.name(c) for c in columns)
     dialect = operations.migration_context.dialect
@@ -947,8 +973,8 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
             if sequence:
                 top = f"(SELECT coalesce(max({q.name(column)}), 0) + 1 FROM {q.table(op.table_name)})"
                 bind.execute(sa.text("SELECT setval(:sequence, " + top + ", false)"), {"sequence": sequence})
-    _forget_archives(operations)
     operations.execute(f"DROP TABLE {q.table(archive)}")
+    _archive_listed(operations, archive, op.schema, exists=False)
 
 
 def _rename_constraints(
@@ -1029,8 +1055,8 @@ def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
         operations.execute(
             f"ALTER TABLE {q.table(op.table_name)} ALTER COLUMN {name} TYPE TEXT USING {name}::text"
         )
-    _forget_archives(operations)
     operations.rename_table(op.table_name, archive, schema=op.schema)
+    _archive_listed(operations, archive, op.schema, exists=True)
     renames = [(c, _archive_of(op, c)) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
 
@@ -1042,8 +1068,8 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
     renames = [(_archive_of(op, c), c) for c in op.constraints]
     _rename_constraints(operations, archive, renames, op.schema)
-    _forget_archives(operations)
     operations.rename_table(archive, op.table_name, schema=op.schema)
+    _archive_listed(operations, archive, op.schema, exists=False)
     q = _Quoting(operations, op.schema)
     table = q.table(op.table_name)
     for column, type_sql in op.enums.items():
