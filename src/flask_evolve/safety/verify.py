@@ -393,17 +393,14 @@ def _replay(
             missing = has_downgrade(revision, dialect, target.bind)
             if not broken:
                 after = _round_trip(config, connection, revision, before, step, script)
-                if after is None and step.column_limit and scratch_url is None:
+                if after is None and step.column_limit:
                     # The dropped columns of earlier round trips still count on the table; a
-                    # database upgraded straight to the previous step has each column once.
+                    # database upgraded straight to the previous step has each column once. A
+                    # given --scratch-url is emptied on exit, so it can start again too.
                     scratch.close()
-                    connection = _scratch_connection(scratch, target.engine.url, None)
+                    connection = _scratch_connection(scratch, target.engine.url, scratch_url)
                     step, after, before = _retry_on_fresh_scratch(
                         config, connection, revision, before, step, script
-                    )
-                elif after is None and step.column_limit:
-                    step.problems[-1] += (
-                        ": without --scratch-url, verify continues on a fresh temporary database instead"
                     )
                 if after is None:
                     broken = True  # Later steps cannot run on a half-migrated schema.
