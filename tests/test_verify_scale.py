@@ -14,6 +14,8 @@ from tests.postgres_server import find_pg_binaries, start_local_server
 from tests.test_safety_cli import write_revision
 
 pytestmark = pytest.mark.postgresql
+#: The conftest's `project`, on PostgreSQL only.
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 #: Columns of the wide table besides its key: with the key, 9 below PostgreSQL's 1,600.
 WIDE = 1590
@@ -46,17 +48,8 @@ def wide_history(project: Project) -> None:
         )
 
 
-@pytest.fixture
-def pg_project(tmp_path: Any, postgres_url: str) -> Iterator[Project]:
-    path = tmp_path / "project"
-    path.mkdir()
-    project = Project(path, postgres_url)
-    yield project
-    project.dispose()
-
-
-def test_verify_continues_past_the_column_limit_on_a_fresh_scratch_database(pg_project: Project) -> None:
-    project = pg_project
+@ON_POSTGRESQL
+def test_verify_continues_past_the_column_limit_on_a_fresh_scratch_database(project: Project) -> None:
     wide_history(project)
 
     result = project.flask("db", "verify")
@@ -71,10 +64,10 @@ def test_verify_continues_past_the_column_limit_on_a_fresh_scratch_database(pg_p
     assert project.tables() <= {"alembic_version"}  # the app's own database was not touched
 
 
+@ON_POSTGRESQL
 def test_verify_continues_past_the_column_limit_on_a_given_scratch_database_and_leaves_it_empty(
-    pg_project: Project, postgres_server: Any
+    project: Project, postgres_server: Any
 ) -> None:
-    project = pg_project
     wide_history(project)
     scratch = postgres_server.create_database()
     try:
