@@ -254,3 +254,33 @@ def test_relative_sqlite_url_lives_in_the_instance_folder(tmp_path: Path) -> Non
     assert {"user", "alembic_version"} == database.tables()
     assert not (project.path / "relative.db").exists()
     database.dispose()
+
+
+EXIT_PROBE = """
+def _probe() -> None:
+    print("frozen at exit:", gc.get_freeze_count() > 0, file=sys.stderr)
+
+
+atexit.register(_probe)
+"""
+
+
+def test_a_command_leaves_the_apps_objects_out_of_the_collections_at_exit(sqlite_project: Project) -> None:
+    """At exit the app's objects are frozen (no final garbage-collection walk over every model),
+    and the app's own exit handlers still run, after the command's output and with its file written."""
+    project = sqlite_project
+    project.write_app(
+        USER.format(extra=""),
+        imports="import atexit, gc, sys",
+        config=EXIT_PROBE,
+    )
+    project.flask("db", "init")
+    result = project.flask("db", "migrate", "-m", "initial")
+    assert "frozen at exit: True" in result.output
+    assert result.output.index("Generating") < result.output.index("frozen at exit")
+    (script,) = (project.migrations / "versions").glob("*_initial.py")
+    assert "op.create_table('user'" in script.read_text()
+    project.flask("db", "upgrade")
+    assert project.tables() == {"alembic_version", "user"}
+    project.execute("INSERT INTO \"user\" (id, name) VALUES (1, 'Ada')")
+    assert project.rows("user") == [{"id": 1, "name": "Ada"}]

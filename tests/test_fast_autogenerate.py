@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
 
-from flask_evolve.autogen.comparators import compare_server_default
+from flask_evolve.autogen.comparators import DEFAULT_PLUGINS, compare_server_default
 from flask_evolve.autogen.fingerprint import skip_unchanged_tables, split_create_table, unchanged_tables
 from tests.harness import Project
 
@@ -266,6 +266,83 @@ def test_a_table_the_app_hides_from_reflection_is_compared_as_without_the_skip(e
             codes.append(render_python_code(produce_migrations(context, metadata).upgrade_ops))
     assert codes[0] == codes[1]
     assert "create_table('company'" in codes[0]
+
+
+class SortCountingMetaData(sa.MetaData):
+    """A MetaData that counts how often its tables are sorted by dependency."""
+
+    sorts = 0
+
+    @property
+    def sorted_tables(self) -> list[sa.Table]:
+        self.sorts += 1
+        return super().sorted_tables
+
+
+def ordered_code(connection: sa.Connection, metadata: sa.MetaData, *, skip: bool) -> str:
+    """The whole upgrade as Alembic renders it, in its order, with Migrate()'s default plugins."""
+    opts: dict[str, Any] = {
+        "compare_type": True,
+        "compare_server_default": compare_server_default,
+        "autogenerate_plugins": list(DEFAULT_PLUGINS),
+    }
+    if skip:
+        opts = skip_unchanged_tables(connection, metadata, opts)
+    context = MigrationContext.configure(connection, opts=opts)
+    return render_python_code(produce_migrations(context, metadata).upgrade_ops)
+
+
+def _added_chain(tables: Tables) -> Tables:
+    """Three new tables, declared in the reverse of the order they must be created in."""
+    return {
+        **tables,
+        "aa_grandchild": [sa.Column("id", sa.Integer, primary_key=True),
+                          sa.Column("child_id", sa.Integer, sa.ForeignKey("mm_child.id"))],
+        "mm_child": [sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("parent_id", sa.Integer, sa.ForeignKey("zz_parent.id"))],
+        "zz_parent": [sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("company_id", sa.Integer, sa.ForeignKey("company.id"))],
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "no change",
+        "one added table",
+        "added tables that depend on each other",
+        "added tables and a changed one",
+    ],
+)
+def test_tables_are_created_in_the_order_alembic_gives_without_the_skip(
+    engine: sa.Engine, change: str
+) -> None:
+    """With the skip, Alembic is handed the model tables unsorted when at most one is new (their
+    order then changes nothing); several new tables come in Alembic's dependency order."""
+    mutate: dict[str, Callable[[Tables], Tables]] = {
+        "no change": lambda t: t,
+        "one added table": CHANGES["add table"][1],
+        "added tables that depend on each other": _added_chain,
+        "added tables and a changed one": lambda t: _added_chain(CHANGES["add column"][1](t)),
+    }
+    codes = []
+    with engine.connect() as connection:
+        for skip in (True, False):
+            metadata = SortCountingMetaData()
+            for name, items in mutate[change](base_tables()).items():
+                sa.Table(name, metadata, *items)
+            codes.append(ordered_code(connection, metadata, skip=skip))
+            if skip:
+                sorts_with_skip = metadata.sorts
+    assert codes[0] == codes[1]
+    if "depend" in change or "and a changed" in change:
+        created = [line.split("'")[1] for line in codes[0].splitlines() if "op.create_table(" in line]
+        assert created == ["zz_parent", "mm_child", "aa_grandchild"]
+        assert sorts_with_skip == 1
+    else:
+        assert sorts_with_skip == 0
+    if change == "no change":
+        assert "pass" in codes[0]
 
 
 def test_sqlite_create_statements_compare_as_sets_of_elements() -> None:

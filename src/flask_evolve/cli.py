@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import json
 import os
 import sys
@@ -71,6 +73,27 @@ def _one_line_errors(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_exit_collection_skipped = False
+
+
+def _skip_collection_at_exit() -> None:
+    """Leave the app's objects out of the garbage collections Python runs while it shuts down.
+
+    Those collections walk every object still alive (about a million for 2,000 models: tables,
+    columns, mappers) to find cycles in memory the operating system takes back anyway; at
+    N=2,000 they were most of a no-change ``migrate``'s time after the app's import. At exit the
+    live objects are moved to the permanent generation (``gc.freeze``): the remaining ``atexit``
+    handlers still run and objects are still freed by reference count; only objects in reference
+    cycles that are still alive at exit are not collected, which Python never promises anyway.
+    Registered at exit only, so a long-running process that invokes a command keeps its normal
+    collections.
+    """
+    global _exit_collection_skipped
+    if not _exit_collection_skipped:
+        _exit_collection_skipped = True
+        atexit.register(gc.freeze)
+
+
 def _directory_or_group(directory: str | None) -> str | None:
     return directory or g.get("directory")
 
@@ -80,6 +103,7 @@ def _directory_or_group(directory: str | None) -> str | None:
 @_x_arg_option
 def db(directory: str | None, x_arg: tuple[str, ...]) -> None:
     """Perform database migrations."""
+    _skip_collection_at_exit()
     # Read back by Migrate.get_config() (x_arg, added before the command's own -x) and the commands below.
     g.directory = directory
     g.x_arg = x_arg

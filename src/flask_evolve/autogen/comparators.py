@@ -185,6 +185,12 @@ def _compare_type_size(
 def setup(plugin: Plugin) -> None:
     """Register our comparators on ``plugin`` (Alembic's plugin protocol)."""
     from flask_evolve.autogen.checks import compare_checks
+    from flask_evolve.autogen.fingerprint import order_tables
+
+    # Before Alembic's comparison of the schemas, which reads the (unsorted) table list lazily.
+    plugin.add_autogenerate_comparator(
+        order_tables, "autogenerate", "flask_evolve.table_order", priority=DispatchPriority.FIRST
+    )
 
     # Between Alembic's user hook (FIRST) and its dialect comparison (LAST).
     plugin.add_autogenerate_comparator(

@@ -408,6 +408,8 @@ class SkipUnchangedTables:
     include_object_hook: IncludeObject | None = None
     convention: Mapping[str, Any] | None = None
     _unchanged: set[str] | None = None
+    #: (schema, name) of the database tables let through to Alembic's comparison.
+    _compared: set[tuple[str | None, str]] = field(default_factory=set)
 
     @property
     def unchanged(self) -> set[str]:
@@ -432,7 +434,37 @@ class SkipUnchangedTables:
                 # include_object) decide about its model side, as without the skip.
                 self.unchanged.discard(name)  # type: ignore[arg-type]
             return False
-        return not (type_ == "table" and not parent_names.get("schema_name") and name in self.unchanged)
+        if type_ != "table":
+            return True
+        schema = parent_names.get("schema_name")
+        if not schema and name in self.unchanged:
+            return False
+        self._compared.add((schema, name))  # type: ignore[arg-type]
+        return True
+
+    def tables_in_order(self, metadata: Any) -> list[Table]:
+        """What Alembic's ``AutogenContext.sorted_tables`` gives it, for the run these hooks filter.
+
+        Alembic sorts every model table by foreign-key dependency (``MetaData.sorted_tables``, a
+        topological sort that grows with the square of the depth of a chain of foreign keys) only
+        to emit the tables it *adds* in that order: existing tables are compared in name order,
+        and a table proven unchanged is in the database, so neither added nor compared. When at
+        most one table can be added, the order of the list therefore changes nothing, and the
+        unsorted list without the proven tables is handed over; otherwise the real sort is.
+        Called after Alembic has run ``include_name`` over every database table.
+        """
+        metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+        unchanged = self.unchanged if self._unchanged is not None else set()
+        left = [
+            table
+            for each in metadatas
+            for table in each.tables.values()
+            if not (table.schema is None and table.name in unchanged)
+        ]
+        added = [table for table in left if (table.schema, table.name) not in self._compared]
+        if len(added) <= 1:
+            return left
+        return [table for each in metadatas for table in each.sorted_tables]
 
     def include_object(
         self, obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
@@ -487,6 +519,47 @@ def _is_our_server_default_comparator(hook: Any) -> bool:
     from flask_evolve.autogen.comparators import compare_server_default
 
     return hook is compare_server_default
+
+
+def order_tables(autogen_context: Any, upgrade_ops: Any) -> Any:
+    """Autogenerate comparator (first of all): spare Alembic the dependency sort of every table
+    when the unchanged-table skip is on and the order cannot matter (see
+    :meth:`SkipUnchangedTables.tables_in_order`)."""
+    from alembic.util import PriorityDispatchResult
+
+    owner = getattr(autogen_context.opts.get("include_name"), "__self__", None)
+    if isinstance(owner, SkipUnchangedTables) and autogen_context.metadata is not None:
+        # AutogenContext.sorted_tables is memoized in the instance's __dict__; filled in here
+        # it is read lazily, once Alembic has filtered the database's table names.
+        autogen_context.__dict__["sorted_tables"] = _LazyTables(
+            lambda: owner.tables_in_order(autogen_context.metadata)
+        )
+    return PriorityDispatchResult.CONTINUE
+
+
+class _LazyTables(list):  # type: ignore[type-arg]
+    """A list computed on first use: Alembic iterates ``sorted_tables`` after ``include_name``."""
+
+    def __init__(self, compute: Callable[[], list[Table]]) -> None:
+        super().__init__()
+        self._compute: Callable[[], list[Table]] | None = compute
+
+    def _fill(self) -> None:
+        if self._compute is not None:
+            compute, self._compute = self._compute, None
+            self.extend(compute())
+
+    def __iter__(self) -> Iterator[Table]:
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __getitem__(self, index: Any) -> Any:
+        self._fill()
+        return super().__getitem__(index)
 
 
 def proven_unchanged(migration_context: Any) -> set[str]:
