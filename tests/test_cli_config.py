@@ -284,3 +284,21 @@ def test_a_command_leaves_the_apps_objects_out_of_the_collections_at_exit(sqlite
     assert project.tables() == {"alembic_version", "user"}
     project.execute("INSERT INTO \"user\" (id, name) VALUES (1, 'Ada')")
     assert project.rows("user") == [{"id": 1, "name": "Ada"}]
+
+
+def test_a_command_run_in_process_leaves_the_collections_as_they_were(tmp_path: Path) -> None:
+    """The app's objects are frozen for the command only: a long-running process that invokes a
+    command (here a test client's CLI runner) gets its normal garbage collections back."""
+    import gc
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'app.db'}"
+    db = SQLAlchemy(app)
+    Migrate(app, db, directory=str(tmp_path / "migrations"))
+    runner = app.test_cli_runner()
+    assert gc.get_freeze_count() == 0
+    with app.app_context():
+        result = runner.invoke(args=["db", "init"])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == 0
+    assert (tmp_path / "migrations" / "env.py").exists()

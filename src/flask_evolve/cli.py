@@ -76,8 +76,8 @@ def _one_line_errors(f: F) -> F:
 _exit_collection_skipped = False
 
 
-def _skip_collection_at_exit() -> None:
-    """Leave the app's objects out of the garbage collections Python runs while it shuts down.
+def _spare_collections_over_the_app() -> None:
+    """Leave the app's objects out of the garbage collections of the command and of Python's shutdown.
 
     Those collections walk every object still alive (about a million for 2,000 models: tables,
     columns, mappers) to find cycles in memory the operating system takes back anyway; at
@@ -85,13 +85,17 @@ def _skip_collection_at_exit() -> None:
     live objects are moved to the permanent generation (``gc.freeze``): the remaining ``atexit``
     handlers still run and objects are still freed by reference count; only objects in reference
     cycles that are still alive at exit are not collected, which Python never promises anyway.
-    Registered at exit only, so a long-running process that invokes a command keeps its normal
-    collections.
+    During the command the objects that exist when it starts (the app's) are frozen the same
+    way, so that the collections its own allocations trigger do not walk them either, and thawed
+    when the command's context closes: a long-running process that invokes a command keeps its
+    normal collections.
     """
     global _exit_collection_skipped
     if not _exit_collection_skipped:
         _exit_collection_skipped = True
         atexit.register(gc.freeze)
+    gc.freeze()
+    click.get_current_context().call_on_close(gc.unfreeze)
 
 
 def _directory_or_group(directory: str | None) -> str | None:
@@ -103,7 +107,7 @@ def _directory_or_group(directory: str | None) -> str | None:
 @_x_arg_option
 def db(directory: str | None, x_arg: tuple[str, ...]) -> None:
     """Perform database migrations."""
-    _skip_collection_at_exit()
+    _spare_collections_over_the_app()
     # Read back by Migrate.get_config() (x_arg, added before the command's own -x) and the commands below.
     g.directory = directory
     g.x_arg = x_arg

@@ -285,6 +285,7 @@ def _pg_database_shapes(connection: Connection, schema: str) -> dict[str, _PgSha
 def _pg_quoter() -> Callable[[str], str]:
     from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 
+    @functools.cache  # each table's and column's name is quoted several times
     def quote(name: str) -> str:
         if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in RESERVED_WORDS:
             return name
