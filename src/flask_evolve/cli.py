@@ -79,7 +79,7 @@ _exit_collection_skipped = False
 def _spare_collections_over_the_app() -> None:
     """Leave the app's objects out of the garbage collections of the command and of Python's shutdown.
 
-    Those collections walk every object still alive (about a million for 2,000 models: tables,
+    Those collections walk every object still alive (about 900,000 for 2,000 models: tables,
     columns, mappers) to find cycles in memory the operating system takes back anyway; at
     N=2,000 they were most of a no-change ``migrate``'s time after the app's import. At exit the
     live objects are moved to the permanent generation (``gc.freeze``): the remaining ``atexit``
