@@ -51,6 +51,9 @@ Rewriter = Callable[["RewriteContext"], None]
 
 
 def _default_rewriters() -> list[Rewriter]:
+    """The rewriters, in the order they run: renames, column CHECKs of new tables, constraint names,
+    NOT NULL on populated tables (refused, or filled with ``--fill``), archive-before-drop,
+    re-added NOT NULL columns, type-change guards, SQLite planning."""
     from flask_evolve.autogen.archive import archive_before_drop
     from flask_evolve.autogen.checks import keep_column_checks
     from flask_evolve.autogen.guards import guard_type_changes
@@ -74,10 +77,13 @@ def _default_rewriters() -> list[Rewriter]:
     ]
 
 
-#: The rewriters, in the order they run: renames, column CHECKs of new tables, constraint names,
-#: NOT NULL on populated tables (refused, or filled with ``--fill``), archive-before-drop,
-#: re-added NOT NULL columns, type-change guards, SQLite planning.
-REWRITERS: list[Rewriter] = _default_rewriters()
+def __getattr__(name: str) -> Any:
+    # REWRITERS is built on first use: `upgrade`, `current` … import this module for its option
+    # keys, and importing every rewriter (renames, SQLite planning …) cost each of them ~30 ms.
+    if name == "REWRITERS":
+        return _default_rewriters()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Key in ``Config.attributes`` where ``--dry-run`` leaves the rendered script instead of writing it.
 DRY_RUN_ATTRIBUTE = "flask_evolve.dry_run_script"
@@ -166,7 +172,7 @@ def make_process_revision_directives(
     :param database_names: the bind names of a multi-database app, so that an
         empty revision is judged only once every database was compared.
     """
-    chosen = REWRITERS if rewriters is None else rewriters
+    chosen: Sequence[Rewriter] | None = rewriters
 
     def process_revision_directives(
         context: MigrationContext, revision: Any, directives: MutableSequence[Any]
@@ -178,7 +184,8 @@ def make_process_revision_directives(
             if context.config is not None:
                 options = dict(context.config.attributes.get(OPTIONS_ATTRIBUTE, {}))
             rewrite_context = RewriteContext(context, directives[0], options)
-            for rewriter in chosen:
+            # The rewriters are imported only when a script is generated, not on `upgrade`.
+            for rewriter in _default_rewriters() if chosen is None else chosen:
                 rewriter(rewrite_context)
         if user_hook is not None:
             user_hook(context, revision, directives)
