@@ -100,7 +100,9 @@ def run_environment(
         Flask-Migrate's multidb template does.
     :param prepare_connection: called on each connection before migrating.
     """
-    # Registers op.archive_columns() and friends, which generated scripts call.
+    # Register the operations generated scripts call: op.archive_columns() and friends,
+    # op.check_foreign_keys() and op.ensure_lossless_type_change().
+    import flask_evolve.autogen.guards
     import flask_evolve.runtime.archive_ops  # noqa: F401
 
     args = dict(configure_args)
