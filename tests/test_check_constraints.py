@@ -178,3 +178,45 @@ def test_a_renamed_table_takes_its_check_names_along(
     assert project.query("SELECT id, qty, sku FROM stock ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]
     project.flask("db", "upgrade")
     assert project.query("SELECT id, qty, sku FROM item ORDER BY id") == [(1, 5, "a"), (2, 0, "b")]
+
+
+NAMED_BY_COLUMN = """
+class Stock(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    {column} = db.Column(db.Integer, info={info})
+    __table_args__ = (db.CheckConstraint('"{column}" >= 0', name="{column}_check"),)
+"""
+
+
+def test_a_renamed_column_takes_its_check_along_both_ways(
+    project: Project, reference_url: str  # noqa: F811
+) -> None:
+    # The CHECK's condition and its name (ck_stock_qty_check) name the column: the old one must go
+    # before the rename, the new one come after it, and the downgrade the other way round.
+    def models(column: str, info: str = "{}") -> None:
+        project.write_app(
+            NAMED_BY_COLUMN.format(column=column, info=info), db_args=APP_CONVENTION, imports=SA
+        )
+
+    models("qty")
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO stock (id, qty) VALUES (1, 5), (2, 0)")
+    old_schema = project.schema()
+
+    models("amount", '{"renamed_from": "qty"}')
+    project.flask("db", "migrate", "-m", "rename")
+    project.flask("db", "upgrade")
+    assert project.schema() == create_all_schema(project, reference_url)[0]
+    checks = sa.inspect(project.engine).get_check_constraints("stock")
+    assert [c["name"] for c in checks] == ["ck_stock_amount_check"]
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert "No changes in schema detected" in again.output, again
+    assert project.query("SELECT id, amount FROM stock ORDER BY id") == [(1, 5), (2, 0)]
+
+    project.flask("db", "downgrade")
+    assert project.schema() == old_schema
+    assert project.query("SELECT id, qty FROM stock ORDER BY id") == [(1, 5), (2, 0)]
+    project.flask("db", "upgrade")
+    assert project.query("SELECT id, amount FROM stock ORDER BY id") == [(1, 5), (2, 0)]

@@ -39,6 +39,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 KINDS = ("int", "str", "bool", "num")
+#: CHECKs every generated value, default and fill of an int or num column passes (NULL passes any CHECK).
+CHECKS = (None, ">= 0", "> -1")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Col:
     length: int = 20
     references: str | None = None
     renamed_from: str | None = None  # the declarative rename hint, info={"renamed_from": ...}
+    check: str | None = None  # a named CHECK on the column: "{column} <check>"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Table:
     name: str
     cols: tuple[Col, ...]
     rows: int = 0
+    renamed_from: str | None = None  # __table_args__ = {"info": {"renamed_from": ...}}
 
 
 Schema = tuple[Table, ...]
@@ -94,7 +98,7 @@ def _value(col: Col, row: int) -> Any:
 
 def build(metadata: sa.MetaData, schema: Schema) -> None:
     for table in schema:
-        columns = [sa.Column("id", sa.Integer, primary_key=True)]
+        columns: list[Any] = [sa.Column("id", sa.Integer, primary_key=True)]
         for col in table.cols:
             args: list[Any] = [sa.ForeignKey(f"{col.references}.id")] if col.references else []
             columns.append(
@@ -109,7 +113,10 @@ def build(metadata: sa.MetaData, schema: Schema) -> None:
                     info={"renamed_from": col.renamed_from} if col.renamed_from else {},
                 )
             )
-        sa.Table(table.name, metadata, *columns)
+            if col.check:
+                columns.append(sa.CheckConstraint(f'"{col.name}" {col.check}', name=f"{col.name}_check"))
+        info = {"renamed_from": table.renamed_from} if table.renamed_from else {}
+        sa.Table(table.name, metadata, *columns, info=info)
 
 
 @st.composite
@@ -126,6 +133,7 @@ def columns(draw: st.DrawFn, prefix: str, parents: list[str]) -> tuple[Col, ...]
                 default=draw(st.booleans()),
                 unique=kind != "bool" and draw(st.booleans()),
                 index=draw(st.booleans()),
+                check=draw(st.sampled_from(CHECKS)) if kind in ("int", "num") else None,
             )
         )
     if parents and draw(st.booleans()):
@@ -152,13 +160,29 @@ def _mutate(draw: st.DrawFn, schema: Schema, step: int, origin: Schema) -> Schem
     # Only a column as the database has it can be renamed by a hint.
     unchanged = {c for t in origin if t.name == table.name for c in t.cols}
     renamable = [c for c in plain if c in unchanged]
+    checkable = [c for c in plain if c.kind in ("int", "num")]
+    # A table renames once, from its name in the database (a hint names what the database has).
+    origin_names = {t.name for t in origin}
     choice = draw(
         st.sampled_from(
             ["add_column", "drop_column", "nullable", "default", "unique", "index", "widen", "add_table"]
             + (["drop_table"] if table.name not in referenced and len(tables) > 1 else [])
             + (["rename"] if renamable else [])
+            + (["check"] if checkable else [])
+            + (["rename_table"] if table.name in origin_names else [])
         )
     )
+    if choice == "rename_table":
+        new_name = f"m{step}"
+        tables[index] = replace(table, name=new_name, renamed_from=table.name)
+        pointing = [c for t in tables for c in t.cols if c.references == table.name]
+        follow = {c: replace(c, references=new_name) for c in pointing}
+        return tuple(replace(t, cols=tuple(follow.get(c, c) for c in t.cols)) for t in tables)
+    if choice == "check":
+        col = draw(st.sampled_from(checkable))
+        changed_check = replace(col, check=draw(st.sampled_from([c for c in CHECKS if c != col.check])))
+        tables[index] = replace(table, cols=tuple(changed_check if c is col else c for c in table.cols))
+        return tuple(tables)
     if choice == "rename":
         col = draw(st.sampled_from(renamable))
         renamed = replace(col, name=f"r{step}", renamed_from=col.name)
@@ -295,7 +319,7 @@ class Fills:
         nulls: set[tuple[str, str]] = set()
         refused = False
         for table in new:
-            before = next((t for t in old if t.name == table.name), None)
+            before = next((t for t in old if t.name == (table.renamed_from or table.name)), None)
             if before is None or not before.rows:
                 continue
             was = {c.name: c for c in before.cols}
@@ -329,16 +353,19 @@ def _kept(
     (renamed ones under their new name), after the downgrade in every column of the old schema.
     Rows that had NULL in a column made NOT NULL hold the --fill value from then on."""
     tables = {t.name: t for t in new}
-    for table, rows in before.items():
+    moved = {t.renamed_from: t.name for t in new if t.renamed_from}
+    for old_name, rows in before.items():
+        new_name = moved.get(old_name, old_name)  # the name ``fills`` knows it by
+        table = new_name if upgraded else old_name
         if upgraded and table not in tables:
             continue
         assert table in after and len(after[table]) == len(rows), table
         names = {c.renamed_from: c.name for c in tables[table].cols if c.renamed_from} if upgraded else {}
         for old, now in zip(rows, after[table], strict=True):
             expected = {names.get(k, k): v for k, v in old.items()}
-            for _, column in (n for n in fills.nulls if n[0] == table):
+            for _, column in (n for n in fills.nulls if n[0] == new_name):
                 if expected.get(column, 0) is None:
-                    expected[column] = fills.value(new, table, column)
+                    expected[column] = fills.value(new, new_name, column)
             if upgraded:
                 for _, column in (a for a in fills.added if a[0] == table):
                     expected[column] = fills.value(new, table, column)

@@ -689,6 +689,31 @@ class _Layout:
         self.after.setdefault(table.fullname, _group(table)).ops.append(op)
 
 
+def _checks_around_column_renames(
+    upgrade_ops: ops.UpgradeOps,
+    renames: Sequence[Rename],
+    schemas: Schemas,
+    layout: _Layout,
+    *,
+    renamed_tables: set[str],
+) -> None:
+    """CHECKs that change on a table whose columns are renamed: dropped before the renames, added after.
+
+    A condition names columns: the old CHECK holds the old names, the new one the new names. So
+    the reversed downgrade, too, re-creates the old CHECK only once the old names are back.
+    """
+    tables = {r.table for r in renames if isinstance(r, ColumnRename)} - renamed_tables
+    for container, op in _walk(upgrade_ops):
+        if getattr(op, "constraint_type", None) != "check" or op_table(op) not in tables:
+            continue
+        if isinstance(op, ops.DropConstraintOp) and op_table(op) in schemas.database:
+            container.remove(op)
+            layout.drop(schemas.database[op_table(op)], op)
+        elif isinstance(op, ops.AddConstraintOp) and op_table(op) in schemas.models:
+            container.remove(op)
+            layout.create(schemas.models[op_table(op)], op)
+
+
 def _reconcile(
     upgrade_ops: ops.UpgradeOps,
     db_table: sa.Table,
@@ -820,6 +845,8 @@ def apply_renames(
         db_table = schemas.database.get(old_by_new.get(model_name, model_name))
         if db_table is not None:
             _reconcile(upgrade_ops, db_table, model_table, names, schemas, layout)
+    if schemas.dialect_name != "sqlite":  # SQLite rebuilds such a table once, knowing both names
+        _checks_around_column_renames(upgrade_ops, renames, schemas, layout, renamed_tables=new_tables)
 
     rename_ops: list[Any] = []
     groups = {op_table(group): group for group in changed_tables}
