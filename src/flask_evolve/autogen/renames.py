@@ -542,8 +542,7 @@ def _compare_changed_table(
     rename: TableRename, changes: TreeChanges, schemas: Schemas, outcome: Outcome
 ) -> None:
     """The other changes of a renamed table join the tree's changes, so its columns' renames are found too."""
-    assert schemas.compare_renamed is not None
-    compared = schemas.compare_renamed(rename.old, rename.new)
+    compared = schemas.compare_renamed(rename.old, rename.new) if schemas.compare_renamed else None
     if compared is None and not rename.detail:
         return  # renamed alike: the rename alone is still right where the comparison cannot run
     if compared is None:
