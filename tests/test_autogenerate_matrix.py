@@ -636,7 +636,17 @@ def test_fill_values_are_checked_against_the_column_before_anything_is_written(p
     same = project.flask("db", "migrate", "--fill", "employee.age=1", ok=False)
     assert "--fill employee.age=1 gives 3 rows the same value, but employee.age is UNIQUE" in same.stderr
     assert len(list((project.migrations / "versions").glob("*.py"))) == 1
-    assert "Traceback" not in typo.output + unused.output + same.output
+
+    # A server default is one value for every existing row too, nullable or not.
+    unique_default = '    age = db.Column(db.Integer, unique=True, server_default="7")\n'
+    project.write_app(EMPLOYEE.format(name_args="", extra=unique_default))
+    default = project.flask("db", "migrate", ok=False)
+    assert (
+        "employee.age is added with a server default, which gives 3 rows the same value, "
+        "but employee.age is UNIQUE" in default.stderr
+    ), default
+    assert len(list((project.migrations / "versions").glob("*.py"))) == 1
+    assert "Traceback" not in typo.output + unused.output + same.output + default.output
 
 
 @pytest.mark.parametrize("change", ["add", "set"])

@@ -324,9 +324,13 @@ class Fills:
                 continue
             was = {c.name: c for c in before.cols}
             for col in table.cols:
+                if col.name not in was and col.default and not col.renamed_from:
+                    # Every row gets the default, nullable or not: one value for a UNIQUE column is refused.
+                    refused = refused or (col.unique and before.rows > 1)
+                    continue
                 if col.nullable or col.renamed_from:
                     continue
-                if col.name not in was and not col.default:
+                if col.name not in was:
                     added.add((table.name, col.name))
                     refused = refused or col.unique
                 elif col.name in was and was[col.name].nullable and before.rows > NULL_ROW:

@@ -172,6 +172,17 @@ def _model_column(ctx: RewriteContext, table: str, schema: str | None, column: s
     return None
 
 
+def _unique_with_default(group: ops.ModifyTableOps, column: sa.Column[Any]) -> bool:
+    """An added column that existing rows all get one default value in, and that must be unique."""
+    if column.server_default is None or column.computed is not None or column.identity is not None:
+        return False
+    if column.unique:
+        return True
+    return any(
+        isinstance(op, ops.CreateUniqueConstraintOp) and list(op.columns) == [column.name] for op in group.ops
+    )
+
+
 def _refuse_one_value_for_unique(key: str, value: str, rows: int) -> None:
     if rows > 1:
         raise NotNullError(
@@ -224,6 +235,16 @@ def fill_not_null(ctx: RewriteContext) -> None:
         for op in group.ops:
             if isinstance(op, ops.AlterColumnOp) and op.modify_name is not None:
                 live_columns[op.modify_name] = live_columns.get(op.column_name, op.column_name)
+            if isinstance(op, ops.AddColumnOp) and _unique_with_default(group, op.column):
+                rows = _count(connection, live_table, schema)
+                if rows > 1:
+                    key = f"{table}.{op.column.name}"
+                    raise NotNullError(
+                        f"{key} is added with a server default, which gives {_rows(rows)} the same value, "
+                        f"but {key} is UNIQUE, so `flask db upgrade` would fail: add it nullable=True "
+                        f"without the default, give the rows their own values, then add the default in a "
+                        f"later migration; nothing was written."
+                    )
             if isinstance(op, ops.AddColumnOp) and _needs_value(op.column):
                 key = f"{table}.{op.column.name}"
                 if key in fills:
