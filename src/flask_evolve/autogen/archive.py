@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from flask_evolve.autogen.ordering import in_order
 from flask_evolve.runtime.archive_ops import (
     ArchiveColumnsOp,
     ArchiveRowsOp,
@@ -118,7 +119,7 @@ def _archive_tables(ctx: RewriteContext, revision: str) -> None:
             ctx.note(f"Archiving the rows of table '{name}': the downgrade brings it back with its rows.")
             continue
         enums, defaults = _enum_columns(ctx, created[0].to_table()) if postgresql else ({}, {})
-        constraints = [c for c in created[0].to_table().constraints if c.name]
+        constraints = [c for c in in_order(created[0].to_table().constraints) if c.name]
         foreign_keys = [c for c in constraints if isinstance(c, ForeignKeyConstraint)]
         indexed = [c.name for c in constraints if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)]
         up.ops.remove(drop)
@@ -352,7 +353,7 @@ def _foreign_key_ops(table: Any, schema: str | None) -> tuple[Any, Any] | None:
     from alembic.operations.ops import CreateForeignKeyOp, DropConstraintOp, ModifyTableOps
     from sqlalchemy import ForeignKeyConstraint
 
-    foreign_keys = [c for c in table.constraints if c.name and isinstance(c, ForeignKeyConstraint)]
+    foreign_keys = [c for c in in_order(table.constraints) if c.name and isinstance(c, ForeignKeyConstraint)]
     if not foreign_keys:
         return None
     name = table.name
@@ -423,7 +424,7 @@ def _archive_downgraded_tables(ctx: RewriteContext, revision: str) -> None:
         enums, defaults = _enum_columns(ctx, table) if postgresql else ({}, {})
         indexed = [
             c.name
-            for c in table.constraints
+            for c in in_order(table.constraints)
             if c.name and isinstance(c, PrimaryKeyConstraint | UniqueConstraint)
         ]
         replacement: list[Any] = []

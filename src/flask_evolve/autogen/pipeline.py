@@ -51,21 +51,25 @@ Rewriter = Callable[["RewriteContext"], None]
 
 
 def _default_rewriters() -> list[Rewriter]:
-    """The rewriters, in the order they run: renames, column CHECKs of new tables, constraint names,
-    NOT NULL on populated tables (refused, or filled with ``--fill``), archive-before-drop,
-    re-added NOT NULL columns, type-change guards, SQLite planning."""
+    """The rewriters, in the order they run: a canonical order for what Alembic finds in set order,
+    renames, column CHECKs of new tables, constraint names, NOT NULL on populated tables (refused,
+    or filled with ``--fill``), archive-before-drop, re-added NOT NULL columns, type-change guards,
+    SQLite planning."""
     from flask_evolve.autogen.archive import archive_before_drop
     from flask_evolve.autogen.checks import keep_column_checks
     from flask_evolve.autogen.guards import guard_type_changes
     from flask_evolve.autogen.naming import name_constraints
     from flask_evolve.autogen.not_null import fill_not_null
+    from flask_evolve.autogen.ordering import order_unordered_ops
     from flask_evolve.autogen.renames import detect_renames
     from flask_evolve.autogen.restore_columns import restore_not_null_columns
     from flask_evolve.autogen.sqlite_plan import plan_sqlite
 
-    # Archive before the SQLite plan, which must see the archive ops; the plan stays last:
-    # it turns every other rewriter's ops into ALTERs or rebuilds.
+    # The canonical order comes first, so that every rewriter (rename pairing included) sees
+    # the same tree whatever the hash seed. Archive before the SQLite plan, which must see the
+    # archive ops; the plan stays last: it turns every other rewriter's ops into ALTERs or rebuilds.
     return [
+        order_unordered_ops,
         detect_renames,
         keep_column_checks,
         name_constraints,

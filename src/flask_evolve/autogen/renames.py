@@ -144,7 +144,9 @@ def items_of(table: sa.Table) -> list[Item]:
             continue  # expression indexes are left to Alembic
         name = index.name if isinstance(index.name, str) else None
         found.append(Item("index", name, columns, unique=bool(index.unique), obj=index))
-    return found
+    # SQLAlchemy keeps constraints and indexes in sets; in a fixed order the ops made from
+    # these items do not depend on the hash seed.
+    return sorted(found, key=lambda item: (item.kind, item.name or "", item.columns))
 
 
 def _referred_name(constraint: sa.ForeignKeyConstraint, referred: str) -> str:
