@@ -199,8 +199,13 @@ def migration_code(connection: sa.Connection, metadata: sa.MetaData, *, skip: bo
     if skip:
         opts = skip_unchanged_tables(connection, metadata, opts)
     context = MigrationContext.configure(connection, opts=opts)
+    return rendered_ops(produce_migrations(context, metadata).upgrade_ops)
+
+
+def rendered_ops(upgrade_ops: ops.UpgradeOps) -> list[str]:
+    """Each operation of ``upgrade_ops`` rendered as Python on its own, sorted: the ops as a multiset."""
     rendered = []
-    for op in produce_migrations(context, metadata).upgrade_ops.ops:
+    for op in upgrade_ops.ops:
         inner = op.ops if isinstance(op, ops.ModifyTableOps) else [op]
         for each in inner:
             wrapped = ops.ModifyTableOps(op.table_name, [each]) if each is not op else each
@@ -263,9 +268,10 @@ def test_a_table_the_app_hides_from_reflection_is_compared_as_without_the_skip(e
             if skip:
                 opts = skip_unchanged_tables(connection, metadata, opts)
             context = MigrationContext.configure(connection, opts=opts)
-            codes.append(render_python_code(produce_migrations(context, metadata).upgrade_ops))
+            # As a multiset: Alembic orders some ops by set iteration (see migration_code).
+            codes.append(rendered_ops(produce_migrations(context, metadata).upgrade_ops))
     assert codes[0] == codes[1]
-    assert "create_table('company'" in codes[0]
+    assert any("create_table('company'" in code for code in codes[0])
 
 
 class SortCountingMetaData(sa.MetaData):

@@ -6,6 +6,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,7 +61,9 @@ def test_lock_timeout_gives_up_with_one_line_and_touches_nothing(project: Projec
     with held_lock(project):
         started = time.monotonic()
         result = project.flask("db", "upgrade", "--lock-timeout", "1", ok=False)
-        assert time.monotonic() - started < 30
+        # It gave up while the lock was still held (a wait for ever would reach the harness's
+        # 120 s timeout); the margin is for starting Flask on a loaded machine, not the 1 s wait.
+        assert time.monotonic() - started < 60
     _assert_one_line_timeout(result.stderr)
     assert project.version() == []
     assert "a" not in project.tables()
@@ -89,18 +92,24 @@ def test_a_waiting_upgrade_runs_when_the_lock_is_released(project: Project) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        # The waiter says it waits before blocking; only then release the lock.
+        # The waiter says it waits before blocking; only then release the lock. A waiter that
+        # blocks without saying so is killed after a while, so the test fails instead of hanging.
+        watchdog = threading.Timer(120, waiter.kill)
+        watchdog.start()
         assert waiter.stderr is not None
         before = []
-        for line in waiter.stderr:
-            before.append(line)
-            if WAITING_MESSAGE in line:
-                break
-        else:
-            raise AssertionError("".join(before))
+        try:
+            for line in waiter.stderr:
+                before.append(line)
+                if WAITING_MESSAGE in line:
+                    break
+            else:
+                raise AssertionError("".join(before))
+        finally:
+            watchdog.cancel()
         assert waiter.poll() is None, waiter.communicate()
         assert project.version() == []
-    _, rest = waiter.communicate(timeout=60)
+    _, rest = waiter.communicate(timeout=120)
     stderr = "".join(before) + rest
     assert waiter.returncode == 0, stderr
     assert stderr.count(WAITING_MESSAGE) == 1
