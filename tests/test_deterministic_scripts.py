@@ -113,13 +113,13 @@ ROWS = [
     "INSERT INTO bin (id, size) VALUES (1, 3)",
 ]
 
-#: Seeds under which Alembic's set iteration orders the foreign keys, columns and tables differently.
-SEEDS = ("0", "12345")
+#: Seeds under which set iteration orders the foreign keys, columns, tables and indexes differently.
+SEEDS = ("0", "1", "12345")
 
 
-def _migrate(project: Project, seed: str) -> tuple[str, str]:
+def _migrate(project: Project, seed: str, *args: str) -> tuple[str, str]:
     """The script and the output of ``flask db migrate`` under ``seed``; the script is removed again."""
-    result = project.flask("db", "migrate", "-m", "drop many", env={"PYTHONHASHSEED": seed})
+    result = project.flask("db", "migrate", "-m", "drop many", *args, env={"PYTHONHASHSEED": seed})
     [script] = (project.migrations / "versions").glob("*_drop_many.py")
     text = script.read_text()
     revision = re.search(r"^revision = '(\w+)'$", text, re.MULTILINE)
@@ -153,11 +153,11 @@ def test_migrate_writes_the_same_script_whatever_the_hash_seed(project: Project)
         project.execute(statement)
     project.write_app(AFTER)
 
-    first_script, first_output = _migrate(project, SEEDS[0])
-    second_script, second_output = _migrate(project, SEEDS[1])
+    [(first_script, first_output), *others] = [_migrate(project, seed) for seed in SEEDS]
 
-    assert first_script == second_script
-    assert first_output == second_output
+    for script, output in others:
+        assert script == first_script
+        assert output == first_output
     # What is compared is a real migration of everything above, not an empty one.
     upgrade = first_script.split("def downgrade")[0]
     for name in ("'crate'", "'box'", "'shelf'", "'bin'", "'note'", "'weight'", "reviewer_id", "translator_"):
@@ -171,6 +171,49 @@ def test_migrate_writes_the_same_script_whatever_the_hash_seed(project: Project)
         (1, 1, 2, 1, "isbn-1", "Dune", 1965)
     ]
     assert "note" not in project.columns("book")
+
+
+COMPANY = """
+class {name}(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(20), unique=True)
+    code = db.Column(db.String(20), unique=True)
+    slug = db.Column(db.String(20), unique=True)
+    a = db.Column(db.Integer, index=True)
+    b = db.Column(db.Integer, index=True)
+    c = db.Column(db.Integer, index=True)
+
+
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    company_id = db.Column(db.Integer, db.ForeignKey("{table}.id"))
+    boss_id = db.Column(db.Integer, db.ForeignKey("{table}.id"))
+    mentor_id = db.Column(db.Integer, db.ForeignKey("{table}.id"))
+"""
+
+
+def test_a_renamed_table_renames_its_indexes_and_constraints_in_one_order(project: Project) -> None:
+    """What follows a rename (indexes, uniques, the foreign keys pointing at it) comes in one order."""
+    project.write_app(COMPANY.format(name="Company", table="company"))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO company (id, name, code, a) VALUES (1, 'Acme', 'A', 7)")
+    project.execute("INSERT INTO employee (id, company_id, boss_id) VALUES (1, 1, 1)")
+    project.write_app(COMPANY.format(name="Organization", table="organization"))
+
+    rename = ("--rename", "company=organization")
+    [(first, first_output), *others] = [_migrate(project, seed, *rename) for seed in SEEDS]
+
+    for script, output in others:
+        assert script == first
+        assert output == first_output
+    assert "rename_table('company', 'organization')" in first
+    project.flask("db", "migrate", "-m", "drop many", *rename)
+    project.flask("db", "upgrade")
+    assert project.tables() == {"alembic_version", "organization", "employee"}
+    assert project.query("SELECT id, name, code, a FROM organization") == [(1, "Acme", "A", 7)]
+    assert project.query("SELECT id, company_id, boss_id FROM employee") == [(1, 1, 1)]
 
 
 # -- the ordering step on its own ---------------------------------------------------------------
