@@ -37,8 +37,9 @@ def in_order(items: Iterable[SchemaItem]) -> list[SchemaItem]:
 def order_unordered_ops(ctx: RewriteContext) -> None:
     """Rewriter: put Alembic's set-ordered ops in a canonical order (first in the pipeline).
 
-    The downgrade is Alembic's reverse of the upgrade at this point, so it is made again
-    from the reordered upgrade, exactly as Alembic would have made it.
+    The downgrade is Alembic's reverse of the upgrade at this point (only a hook passed to
+    Alembic's command API could have run before us), so it is made again from the reordered
+    upgrade, exactly as Alembic would have made it.
     """
     upgrade = ctx.upgrade_ops
     before = [id(op) for op in _walk(upgrade.ops)]
