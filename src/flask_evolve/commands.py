@@ -705,20 +705,10 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
     :param drift: compare with a scratch replay even when the models and the
         database agree (a change made by hand in both is found only this way).
     """
-    from contextlib import ExitStack
-    from dataclasses import replace
-
-    from flask_evolve.environment import app_databases, bind_names
-    from flask_evolve.runtime.locks import synchronous_engine
+    from flask_evolve.environment import bind_names
 
     config = _config(directory)
-    with ExitStack() as stack:
-        databases = []
-        for database in app_databases(multidb=bool(bind_names())):
-            engine, created = synchronous_engine(database.engine)
-            if created:
-                stack.callback(engine.dispose)
-            databases.append(replace(database, engine=engine))
+    with _synchronous_databases(multidb=bool(bind_names())) as databases:
         _check_databases(config, directory, databases, drift=drift)
 
 
@@ -1000,21 +990,30 @@ def archive(
 
 
 @contextmanager
-def _archive_databases() -> Iterator[list[tuple[str | None, Any]]]:
-    """(bind name, synchronous engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
+def _synchronous_databases(*, multidb: bool) -> Iterator[list[Any]]:
+    """The app's databases (each bind too with ``multidb``), an AsyncEngine's read through a synchronous
+    driver on its URL (disposed at the end)."""
     from contextlib import ExitStack
+    from dataclasses import replace
 
     from flask_evolve.environment import app_databases
     from flask_evolve.runtime.locks import synchronous_engine
 
     with ExitStack() as stack:
-        databases: list[tuple[str | None, Any]] = []
-        for database in app_databases(multidb=True):
+        databases = []
+        for database in app_databases(multidb=multidb):
             engine, created = synchronous_engine(database.engine)
             if created:
                 stack.callback(engine.dispose)
-            databases.append((database.name or None, engine))
+            databases.append(replace(database, engine=engine))
         yield databases
+
+
+@contextmanager
+def _archive_databases() -> Iterator[list[tuple[str | None, Any]]]:
+    """(bind name, synchronous engine) of the default database, then of each ``SQLALCHEMY_BINDS`` one."""
+    with _synchronous_databases(multidb=True) as databases:
+        yield [(database.name or None, database.engine) for database in databases]
 
 
 def _archives(revisions: Sequence[str]) -> Iterator[tuple[Any, list[Any]]]:

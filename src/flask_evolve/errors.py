@@ -123,6 +123,12 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text.strip()
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """A PostgreSQL error's SQLSTATE, through SQLAlchemy (psycopg 3 names it sqlstate, psycopg2 pgcode)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
 def database_error_line(exc: BaseException) -> str:
     """The driver's own first line of a SQLAlchemy/DBAPI error, without the SQL or URLs."""
     orig = getattr(exc, "orig", None)

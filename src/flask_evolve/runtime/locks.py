@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from flask_evolve.errors import MigrationError
+from flask_evolve.errors import MigrationError, sqlstate
 
 log = logging.getLogger("flask_evolve")
 
@@ -188,9 +188,7 @@ def _postgresql_advisory_lock(
             try:
                 connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             except DBAPIError as exc:
-                # lock_not_available: psycopg names it sqlstate, psycopg2 pgcode.
-                code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-                if code == "55P03":
+                if sqlstate(exc) == "55P03":  # lock_not_available
                     raise LockTimeout(_display(engine.url), timeout or 0) from None
                 raise
             finally:

@@ -62,16 +62,13 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
         admin.dispose()
         raise ScratchError(
             f"Could not create a scratch database on {url.host or 'the server'} "
-            f"({str(exc.orig).strip().splitlines()[0]}): grant CREATEDB or pass --scratch-url."
+            f"({_driver_line(exc)}): grant CREATEDB or pass --scratch-url."
         ) from exc
     engine = sa.create_engine(
         url.set(database=name), poolclass=NullPool, connect_args={"options": "-c synchronous_commit=off"}
     )
     try:
-        # Migrations put tables in the schemas the live database has; they seldom create them.
-        with admin.connect() as live, engine.begin() as scratch:
-            for schema in user_schemas(live):
-                scratch.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(scratch, schema)}"))
+        _create_live_schemas(admin, engine)
         yield engine
     finally:
         engine.dispose()
@@ -81,6 +78,17 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
             except sa.exc.ProgrammingError:  # PostgreSQL < 13 has no FORCE; our engine is disposed.
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def _create_live_schemas(live: sa.Engine, scratch: sa.Engine) -> None:
+    """The live PostgreSQL database's own schemas, in the scratch one: migrations seldom create them."""
+    with live.connect() as source, scratch.begin() as target:
+        for schema in user_schemas(source):
+            target.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(target, schema)}"))
+
+
+def _driver_line(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
 
 
 def user_schemas(connection: sa.Connection) -> list[str]:
@@ -115,20 +123,17 @@ def _given_scratch(live_url: sa.URL, scratch_url: str) -> Iterator[sa.Engine]:
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise ScratchError(
-            f"Could not connect to the scratch database {engine.url!r} "
-            f"({str(exc.orig).strip().splitlines()[0]}): check --scratch-url."
+            f"Could not connect to the scratch database {engine.url!r} ({_driver_line(exc)}): "
+            "check --scratch-url."
         ) from exc
     if any(kind == "TABLE" for kind, _, _ in found):
         engine.dispose()
         raise ScratchError(f"The scratch database {engine.url!r} is not empty: give an empty one.")
     try:
         if engine.dialect.name == "postgresql" and live_url.get_backend_name() == "postgresql":
-            # As on a scratch database of our own: migrations seldom create the schemas they use.
             live = sa.create_engine(live_url, poolclass=NullPool)
             try:
-                with live.connect() as source, engine.begin() as scratch:
-                    for schema in user_schemas(source):
-                        scratch.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(scratch, schema)}"))
+                _create_live_schemas(live, engine)
             finally:
                 live.dispose()
         yield engine

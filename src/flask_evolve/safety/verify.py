@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from flask_evolve.errors import sqlstate
 from flask_evolve.safety.capture import CaptureError, capture, quiet_alembic
 from flask_evolve.safety.schema import SchemaState, schema_state, state_differences
 from flask_evolve.safety.scratch import ScratchError, copy_schema, scratch_engine
@@ -192,20 +193,14 @@ COLUMN_LIMIT_WORDS = (
 OUT_OF_MEMORY = "53200"
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", None)
-    # psycopg 3 calls it sqlstate, psycopg2 pgcode.
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-
-
 def _is_column_limit(exc: BaseException) -> bool:
-    return _sqlstate(exc) == TOO_MANY_COLUMNS
+    return sqlstate(exc) == TOO_MANY_COLUMNS
 
 
 def _is_lock_table_full(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     hint = getattr(getattr(orig, "diag", None), "message_hint", None) or str(orig)
-    return _sqlstate(exc) == OUT_OF_MEMORY and "max_locks_per_transaction" in hint
+    return sqlstate(exc) == OUT_OF_MEMORY and "max_locks_per_transaction" in hint
 
 
 def lock_table_words(connection: sa.Connection) -> str:
