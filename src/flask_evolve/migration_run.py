@@ -93,6 +93,10 @@ def migration_run(
     :param backup: copy each SQLite database first.
     :param clean_stale: drop ``_alembic_tmp_*`` tables left by failed rebuilds (upgrade).
     """
+    from flask_evolve.runtime.operations import register_script_operations
+
+    # Before env.py runs: old Flask-Migrate env.py files and apps' own never register them.
+    register_script_operations()
     if sql:
         yield
         return

@@ -100,11 +100,9 @@ def run_environment(
         Flask-Migrate's multidb template does.
     :param prepare_connection: called on each connection before migrating.
     """
-    # Register the operations generated scripts call: op.archive_columns() and friends,
-    # op.check_foreign_keys() and op.ensure_lossless_type_change().
-    import flask_evolve.autogen.guards
-    import flask_evolve.runtime.archive_ops  # noqa: F401
+    from flask_evolve.runtime.operations import register_script_operations
 
+    register_script_operations()
     args = dict(configure_args)
     if context.is_offline_mode():
         _run_offline(context, databases, args, multidb=multidb)

@@ -130,6 +130,9 @@ def capture(fn: Callable[[], Any], dialect: str) -> list[MigrateOperation]:
 
     :raises CaptureError: the function raised; the message says what.
     """
+    from flask_evolve.runtime.operations import register_script_operations
+
+    register_script_operations()
     with quiet_alembic():
         context = MigrationContext.configure(
             dialect_name=dialect, opts={"as_sql": True, "output_buffer": io.StringIO()}

@@ -149,6 +149,9 @@ def run_scripts(
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
 
+    from flask_evolve.runtime.operations import register_script_operations
+
+    register_script_operations()
     if script is None:
         script = ScriptDirectory.from_config(config)
 
