@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,6 +204,45 @@ class Entry(db.Model):
     assert max(len(t) for t in project.tables(archive=True)) <= 63
 
 
+@pytest.mark.postgresql
+def test_a_dropped_table_with_a_60_byte_name_gets_its_own_sequence_back(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL shortens ``<table>_id_seq`` past 63 bytes; the restored table's sequence keeps that name."""
+    table = "customer_loyalty_program_membership_renewal_reminder_entries"
+    assert len(table.encode()) == 60
+    project = Project(tmp_path, postgres_url)
+    try:
+        entry = f"""
+class Entry(db.Model):
+    __tablename__ = "{table}"
+    id = db.Column(db.Integer, primary_key=True)
+    label = db.Column(db.String(20), nullable=False)
+"""
+        start(project, COMPANY + entry, {table: [{"label": "a"}, {"label": "b"}, {"label": "c"}]})
+        sequences = "SELECT relname FROM pg_class WHERE relkind = 'S' ORDER BY relname"
+        serial = f"SELECT pg_get_serial_sequence('{table}', 'id')"
+        original = project.query(serial)
+        before = project.query(sequences)
+
+        write(project, COMPANY)
+        project.flask("db", "migrate", "-m", "drop")
+        project.flask("db", "upgrade")
+        project.flask("db", "downgrade")
+
+        assert project.query(serial) == original
+        assert project.query(sequences) == before
+        project.execute(f"INSERT INTO {table} (label) VALUES ('d')")
+        assert [(r["id"], r["label"]) for r in project.rows(table, "id")] == [
+            (1, "a"),
+            (2, "b"),
+            (3, "c"),
+            (4, "d"),
+        ]
+    finally:
+        project.dispose()
+
+
 def _upgrade_dropping_email(project: Project, email: str) -> None:
     start(
         project,
@@ -253,6 +294,16 @@ def test_rows_inserted_after_the_upgrade_stop_a_not_null_downgrade_until_filled(
     assert project.columns("employee")["email"]["nullable"] is False
 
 
+def test_a_downgrade_fill_that_looks_like_a_bound_parameter_is_written_as_it_is(project: Project) -> None:
+    _upgrade_dropping_email(project, "email = db.Column(db.String(120), nullable=False)")
+    project.flask("db", "downgrade", "--fill", "employee.email=:none")
+    assert [(r["name"], r["email"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@example.com"),
+        ("Bob", "bob@example.com"),
+        ("Cy", ":none"),
+    ]
+
+
 def test_purged_archive_stops_the_downgrade(project: Project) -> None:
     start(
         project,
@@ -281,6 +332,87 @@ def test_purged_archive_stops_the_downgrade(project: Project) -> None:
 
     stamped = project.flask("db", "stamp", "base").output
     assert "Warning: the data revision" in stamped and "is no longer there" in stamped
+
+
+def _upgrade_dropping_company_and_email(project: Project) -> str:
+    """Revision "drop" archives table company and employee.email; returns its script."""
+    start(
+        project,
+        COMPANY + employee("email = db.Column(db.String(120))"),
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}],
+            "employee": [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": None}],
+        },
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    return next((project.migrations / "versions").glob("*_drop.py")).read_text()
+
+
+# What someone may have done to the archive since the upgrade: SQL run on the two archives
+# (the archived company table, the archived employee.email), and what the error must name.
+TAMPERINGS = {
+    "a column added": (["ALTER TABLE {company} ADD COLUMN extra INTEGER"], "not archived: extra"),
+    "a type changed": (
+        [
+            "CREATE TABLE tampered AS SELECT id, CAST(length(email) AS INTEGER) AS email FROM {email}",
+            "DROP TABLE {email}",
+            "ALTER TABLE tampered RENAME TO {email}",
+        ],
+        "email is ",
+    ),
+    "another table's archive renamed into place": (
+        [
+            "ALTER TABLE {email} RENAME TO swapped",
+            "ALTER TABLE {company} RENAME TO {email}",
+            "ALTER TABLE swapped RENAME TO {company}",
+        ],
+        "missing ",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_a_changed_archive_stops_the_downgrade_before_anything_changes(
+    project: Project, tampering: str
+) -> None:
+    _upgrade_dropping_company_and_email(project)
+    archives = archive_tables(project)
+    company = next(a for a in archives if a.endswith("_company"))
+    email = next(a for a in archives if a.endswith("_employee"))
+    statements, difference = TAMPERINGS[tampering]
+    for statement in statements:
+        project.execute(statement.format(company=company, email=email))
+
+    def state() -> tuple[Any, ...]:
+        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
+        return snapshot(project, {"employee": "id"}), archived, project.version()
+
+    before = state()
+
+    stopped = project.flask("db", "downgrade", ok=False)
+    error = stopped.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: the archive table _evolve_archive_"), stopped
+    assert f"{company} is not what revision" in error or f"{email} is not what revision" in error
+    assert difference in error and error.endswith("Nothing was changed."), error
+    assert "Traceback" not in stopped.output
+    assert state() == before
+
+
+def test_an_archive_kept_by_a_script_without_archive_types_still_comes_back(project: Project) -> None:
+    """Scripts generated before ``check_archive(types=...)`` existed keep downgrading."""
+    script = _upgrade_dropping_company_and_email(project)
+    path = next((project.migrations / "versions").glob("*_drop.py"))
+    assert ", types={" in script
+    path.write_text(re.sub(r", types=\{[^}]*\}", "", script))
+    project.flask("db", "downgrade")
+    assert [(r["name"], r["email"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@example.com"),
+        ("Bob", None),
+    ]
+    assert [r["cname"] for r in project.rows("company", "cid")] == ["Acme"]
+    assert archive_tables(project) == set()
 
 
 def test_purge_before_a_revision_keeps_newer_archives(sqlite_project: Project) -> None:

@@ -618,6 +618,26 @@ def test_not_null_without_a_value_for_existing_rows_is_refused_then_filled_with_
     assert _employees(project, *columns) == filled
 
 
+def test_fill_values_that_look_like_bound_parameters_are_written_as_they_are(project: Project) -> None:
+    """``:word`` in a --fill value is text, not a parameter that the upgrade would ask a value for."""
+    _populated(project, EMPLOYEE.format(name_args="", extra=""))
+    note = "    note = db.Column(db.String(40), nullable=False)\n"
+    project.write_app(EMPLOYEE.format(name_args=", nullable=False", extra=note))
+
+    fills = ["--fill", "employee.name=:x", "--fill", "employee.note=at 10:30 :y"]
+    project.flask("db", "migrate", "-m", "fill", *fills)
+    script = next((project.migrations / "versions").glob("*_fill.py")).read_text()
+    assert "10:30" in script  # a colon that text() would not bind stays as typed
+    project.flask("db", "upgrade")
+    assert _employees(project, "name", "note") == [
+        ("ada", "at 10:30 :y"),
+        ("bob", "at 10:30 :y"),
+        (":x", "at 10:30 :y"),
+    ]
+    project.flask("db", "downgrade")
+    assert _employees(project, "name") == [("ada",), ("bob",), (":x",)]
+
+
 def test_fill_values_are_checked_against_the_column_before_anything_is_written(project: Project) -> None:
     _populated(project, EMPLOYEE.format(name_args="", extra=""))
     project.write_app(EMPLOYEE.format(name_args="", extra=AGE))

@@ -16,6 +16,7 @@ from flask_evolve.runtime.archive_ops import (
     RestoreRowsOp,
     RestoreTableOp,
     RestoreValuesOp,
+    archive_columns,
     is_archive_table,
 )
 
@@ -71,10 +72,32 @@ def archive_before_drop(ctx: RewriteContext) -> None:
         if isinstance(op, RestoreColumnsOp | RestoreTableOp | RestoreValuesOp)
         or (isinstance(op, RestoreRowsOp) and op.on == "upgrade")
     ]
-    down.ops[:0] = [CheckArchiveOp.for_restore(op) for op in restores]
+    down.ops[:0] = [CheckArchiveOp.for_restore(op, _archived_types(ctx, op)) for op in restores]
     _archive_downgraded_tables(ctx, revision)
     _archive_downgraded_columns(ctx, revision)
     _archive_type_changes(ctx, revision, on="downgrade")
+
+
+def _archived_types(
+    ctx: RewriteContext, op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp | RestoreRowsOp
+) -> dict[str, str] | None:
+    """The columns and types the archive of ``op`` will have, read from the database as it is
+    now (the upgrade archives them from there): the downgrade refuses an archive changed since.
+
+    ``None`` when the database cannot tell (a table renamed in this migration, say).
+    """
+    bind = ctx.migration_context.bind
+    if bind is None:
+        return None
+    live = archive_columns(bind, op.table_name, op.schema)
+    names = list(live) if isinstance(op, RestoreTableOp | RestoreRowsOp) else [*op.key, *op.columns]
+    if not live or any(name not in live for name in names):
+        return None
+    types = {name: live[name] for name in names}
+    if isinstance(op, RestoreTableOp):
+        # archive_table keeps native ENUM columns as text (their types go with the table).
+        types.update(dict.fromkeys(op.enums, "text"))
+    return types
 
 
 def _same_table(op: Any, table_name: str, schema: str | None) -> bool:

@@ -13,6 +13,7 @@ from alembic.operations import ops
 from flask_evolve.autogen.restore_columns import dropping_default
 from flask_evolve.errors import MigrationError, UserInputError
 from flask_evolve.runtime.archive_ops import FILL_OPTION
+from flask_evolve.runtime.sql_text import text_safe
 
 if TYPE_CHECKING:
     from flask_evolve.autogen.pipeline import RewriteContext
@@ -199,7 +200,9 @@ def _filled_add(group: ops.ModifyTableOps, add: ops.AddColumnOp, literal: str) -
     planner makes them one rebuild that copies the value into every row.
     """
     column = add.column._copy()  # the models' own column must keep its (absent) default
-    column.server_default = sa.DefaultClause(sa.text(literal))
+    # Alembic renders the default as sa.text(<its SQL>): a literal_column's SQL is kept as given,
+    # escaped so that text() does not read a ':word' in the value as a parameter.
+    column.server_default = sa.DefaultClause(sa.literal_column(text_safe(literal)))
     return [ops.AddColumnOp(group.table_name, column, schema=group.schema), dropping_default(group, column)]
 
 
@@ -280,7 +283,9 @@ def fill_not_null(ctx: RewriteContext) -> None:
                         target = f"{preparer.quote_schema(schema)}.{target}"
                     # First in the script: the names are the live ones, before any rename of this migration.
                     updates.append(
-                        ops.ExecuteSQLOp(f"UPDATE {target} SET {quoted} = {literal} WHERE {quoted} IS NULL")
+                        ops.ExecuteSQLOp(
+                            text_safe(f"UPDATE {target} SET {quoted} = {literal} WHERE {quoted} IS NULL")
+                        )
                     )
                 else:
                     rows = _count(connection, live_table, schema, f"{quoted} IS NULL")

@@ -17,6 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from flask_evolve.autogen.batch import BatchTableOps
 from flask_evolve.autogen.comparators import _canonical_sql
 from flask_evolve.autogen.guards import CheckForeignKeysOp
+from flask_evolve.runtime.sql_text import plain_sql, text_safe
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -76,7 +77,8 @@ def _render_rebuild(autogen_context: AutogenContext, op: RebuildTableOps) -> lis
     ]
     # A rename's own comment (why it is assumed) survives its being folded into the rebuild.
     lines.extend(f"# flask-evolve: {inner.comment}" for inner in op.ops if getattr(inner, "comment", ""))
-    lines.extend(f"op.execute({_python_string(sql)})" for sql in op.statements)
+    # op.execute() reads its string as text(): a default or --fill value like ':x' must not bind.
+    lines.extend(f"op.execute({_python_string(text_safe(sql))})" for sql in op.statements)
     return lines
 
 
@@ -171,9 +173,11 @@ def _default_sql(column: sa.Column[Any], dialect: sa.Dialect) -> str | None:
         return None
     if isinstance(arg, str):
         return "'" + arg.replace("'", "''") + "'"
+    # Alembic renders a server default as sa.text(<compiled SQL>), so both are text() source,
+    # which may escape colons (see text_safe); the rebuild's statements are plain SQL.
     if isinstance(arg, sa.TextClause):
-        return arg.text
-    return str(arg.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        return plain_sql(arg.text)
+    return plain_sql(str(arg.compile(dialect=dialect, compile_kwargs={"literal_binds": True})))
 
 
 def _is_constant_default(column: sa.Column[Any], dialect: sa.Dialect) -> bool:

@@ -12,6 +12,7 @@ from alembic.autogenerate import renderers
 from alembic.operations import MigrateOperation, Operations
 
 from flask_evolve.errors import MigrationError
+from flask_evolve.runtime.sql_text import text_safe
 
 #: Every table the archive owns starts with this; the app's tables never should.
 ARCHIVE_PREFIX = "_evolve_archive_"
@@ -542,6 +543,10 @@ class CheckArchiveOp(MigrateOperation):
     ``--fill``), else the error names the options.
 
     :param columns: the archived columns, or ``None`` for a whole table.
+    :param types: every column of the archive table with its type, as the database
+        spelled it when the revision was generated (PostgreSQL's ``format_type``, SQLite's
+        declared type): an archive changed since is refused instead of restored.
+        Scripts written before this parameter existed check the column names only.
     """
 
     def __init__(
@@ -556,6 +561,7 @@ class CheckArchiveOp(MigrateOperation):
         kind: str = "drop",
         unique: Sequence[str] = (),
         references: dict[str, str] | None = None,
+        types: dict[str, str] | None = None,
     ) -> None:
         self.table_name = table_name
         self.columns = list(columns) if columns is not None else None
@@ -566,6 +572,7 @@ class CheckArchiveOp(MigrateOperation):
         self.kind = kind
         self.unique = list(unique)
         self.references = dict(references or {})
+        self.types = dict(types) if types else None
 
     @classmethod
     def check_archive(
@@ -581,6 +588,7 @@ class CheckArchiveOp(MigrateOperation):
         kind: str = "drop",
         unique: Sequence[str] = (),
         references: dict[str, str] | None = None,
+        types: dict[str, str] | None = None,
     ) -> None:
         """Fail with a clear message, and no change made, if the restore that follows cannot succeed."""
         return operations.invoke(
@@ -594,6 +602,7 @@ class CheckArchiveOp(MigrateOperation):
                 kind=kind,
                 unique=unique,
                 references=references,
+                types=types,
             )
         )
 
@@ -603,12 +612,16 @@ class CheckArchiveOp(MigrateOperation):
 
     @classmethod
     def for_restore(
-        cls, op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp | RestoreRowsOp
+        cls,
+        op: RestoreColumnsOp | RestoreTableOp | RestoreValuesOp | RestoreRowsOp,
+        types: dict[str, str] | None = None,
     ) -> CheckArchiveOp:
         if isinstance(op, RestoreTableOp | RestoreRowsOp):
-            return cls(op.table_name, revision=op.revision, schema=op.schema)
+            return cls(op.table_name, revision=op.revision, schema=op.schema, types=types)
         if isinstance(op, RestoreValuesOp):
-            return cls(op.table_name, op.columns, revision=op.revision, schema=op.schema, kind=op.kind)
+            return cls(
+                op.table_name, op.columns, revision=op.revision, schema=op.schema, kind=op.kind, types=types
+            )
         return cls(
             op.table_name,
             op.columns,
@@ -618,6 +631,7 @@ class CheckArchiveOp(MigrateOperation):
             schema=op.schema,
             unique=op.unique,
             references=op.references,
+            types=types,
         )
 
 
@@ -734,10 +748,13 @@ def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
         what = f"table {op.table_name}"
     else:
         what = ", ".join(f"{op.table_name}.{c}" for c in op.columns)
-    if not _has_table(operations, archive, op.schema):
+    # One catalog query: whether the archive is there, and its columns to compare.
+    found = archive_columns(operations.get_bind(), archive, op.schema)
+    if not found:
         if op.kind == "values":
             raise ArchiveError(_purged_values_message(what, op.revision))
         raise ArchiveError(_purged_message(what, op.revision))
+    _refuse_changed_archive(operations, op, archive, found)
     fills = _fill_values(operations)
     unfilled = [c for c in op.required if f"{op.table_name}.{c}" not in fills]
     filled = [c for c in op.columns or () if f"{op.table_name}.{c}" in fills]
@@ -753,6 +770,86 @@ def _check_archive(operations: Operations, op: CheckArchiveOp) -> None:
             f"{', '.join(unfilled)}, so they have no value to restore and the column is NOT NULL "
             f"without a server default: pass `{options}` to `flask db downgrade`, or delete those rows, "
             f"or edit that revision's downgrade to leave the column nullable. Nothing was changed."
+        )
+
+
+def archive_columns(bind: sa.Connection, name: str, schema: str | None) -> dict[str, str]:
+    """``{column: type}`` of table ``name`` in one catalog query (empty: no such table).
+
+    Types as the database spells them: PostgreSQL's ``format_type``, SQLite's declared type.
+    """
+    preparer = bind.dialect.identifier_preparer
+    if bind.dialect.name == "postgresql":
+        quoted = preparer.quote(name)
+        if schema:
+            quoted = f"{preparer.quote_schema(schema)}.{quoted}"
+        rows = bind.execute(
+            sa.text(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+            {"table": quoted},
+        )
+        return {row[0]: row[1] for row in rows}
+    if bind.dialect.name == "sqlite":
+        prefix = f"{preparer.quote_schema(schema)}." if schema else ""
+        rows = bind.exec_driver_sql(f"PRAGMA {prefix}table_info({preparer.quote(name)})")
+        return {row[1]: row[2] or "" for row in rows}
+    return {c["name"]: str(c["type"]) for c in sa.inspect(bind).get_columns(name, schema=schema)}
+
+
+def _sqlite_affinity(declared: str) -> str:
+    """SQLite's type affinity of a declared type (its rules, in its order).
+
+    An archive made by ``CREATE TABLE ... AS SELECT`` declares only the affinity
+    (``VARCHAR(80)`` becomes ``TEXT``), so that is what archives compare on SQLite.
+    """
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper:
+        return "BLOB"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _same_type(found: str, wanted: str, *, sqlite: bool) -> bool:
+    if sqlite:
+        return _sqlite_affinity(found) == _sqlite_affinity(wanted)
+    return found.lower() == wanted.lower()
+
+
+def _refuse_changed_archive(
+    operations: Operations, op: CheckArchiveOp, archive: str, found: dict[str, str]
+) -> None:
+    """Refuse an archive whose columns or types are not what the revision archived."""
+    expected: dict[str, str | None]
+    if op.types:
+        expected = dict(op.types)
+    elif op.columns is not None and op.key:
+        # A script from before ``types``: at least the names, which CREATE TABLE AS fixed.
+        expected = dict.fromkeys([*op.key, *op.columns])
+    else:
+        return
+    sqlite = operations.migration_context.dialect.name == "sqlite"
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    differences = [f"missing {', '.join(missing)}"] if missing else []
+    differences += [f"not archived: {', '.join(extra)}"] if extra else []
+    differences += [
+        f"{c} is {found[c]}, not {wanted}"
+        for c, wanted in expected.items()
+        if wanted is not None and c in found and not _same_type(found[c], wanted, sqlite=sqlite)
+    ]
+    if differences:
+        raise ArchiveError(
+            f"the archive table {archive} is not what revision {op.revision} archived from "
+            f"{op.table_name} ({'; '.join(differences)}): it was changed, or another table's archive "
+            f"was renamed into its place, after the upgrade; make it match again (rename or alter it "
+            f"back), then run the downgrade again. Nothing was changed."
         )
 
 
@@ -874,9 +971,8 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
         type_sql = None if offline else _column_type(operations, op, column)
         literal = "'" + value.replace("'", "''") + "'"
         expression = f"CAST({literal} AS {type_sql})" if type_sql else literal
-        operations.execute(
-            f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression} WHERE {no_archived_row}"
-        )
+        update = f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression}"
+        operations.execute(text_safe(f"{update} WHERE {no_archived_row}"))
     operations.execute(f"DROP TABLE {q.table(archive)}")
     _archive_listed(operations, archive, op.schema, exists=False)
 
@@ -1081,9 +1177,28 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
             operations.execute(f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {op.defaults[column]}")
     for column, sequence in _owned_sequences(operations, op.table_name, op.schema):
         # PostgreSQL's own name for it; the archive name was derived from that one.
-        original = f"{op.table_name}_{column}_seq"
+        original = _postgresql_object_name(op.table_name, column, "seq")
         if _archive_of(op, original) == sequence:
             _rename_sequence(operations, sequence, original, op.schema)
+
+
+def _postgresql_object_name(name1: str, name2: str, label: str) -> str:
+    """The name PostgreSQL gives a SERIAL's sequence (``<table>_<column>_seq``), shortened as it does.
+
+    Past 63 bytes, PostgreSQL's makeObjectName() trims the longer of the two names a byte at a
+    time (never splitting a character) and keeps the label whole.
+    """
+    first, second = name1.encode(), name2.encode()
+    room = MAX_NAME_LENGTH - len(label.encode()) - 2
+    keep1, keep2 = len(first), len(second)
+    while keep1 + keep2 > room:
+        if keep1 > keep2:
+            keep1 -= 1
+        else:
+            keep2 -= 1
+    short1 = first[:keep1].decode(errors="ignore")
+    short2 = second[:keep2].decode(errors="ignore")
+    return f"{short1}_{short2}_{label}"
 
 
 # -- how autogenerate writes them ---------------------------------------------------------
@@ -1137,7 +1252,7 @@ def _render_check_archive(autogen_context: Any, op: CheckArchiveOp) -> str:
     return (
         f"op.check_archive({op.table_name!r}{columns}, revision={op.revision!r}"
         f"{_keywords(key=op.key, required=op.required, schema=op.schema, kind=kind)}"
-        f"{_keywords(unique=op.unique, references=op.references)})"
+        f"{_keywords(unique=op.unique, references=op.references, types=op.types)})"
     )
 
 
