@@ -1,0 +1,127 @@
+"""The safety commands on histories that real projects have: never a false all-clear.
+
+Every history here is one Flask-Evolve wrote itself with `flask db migrate`, edited afterwards
+the way projects edit theirs (decorators, a broken step), and checked through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Project
+
+EMPLOYEE = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+{extra}
+"""
+NICKNAME = "    nickname = db.Column(db.String(30))"
+NICKNAME_AND_EMAIL = NICKNAME + "\n    email = db.Column(db.String(80))"
+
+
+def revision_files(project: Project) -> list[Path]:
+    return sorted((project.migrations / "versions").glob("*.py"))
+
+
+def revision_of(project: Project, message: str) -> tuple[str, Path]:
+    """The id and file of the revision whose file name ends with ``message`` (spaces as ``_``)."""
+    [path] = [p for p in revision_files(project) if p.stem.endswith(message.replace(" ", "_"))]
+    return path.stem.split("_")[0], path
+
+
+def generated_history(project: Project, *columns: str) -> None:
+    """``employee``, then one revision per extra column line, each written by `flask db migrate`,
+    upgraded, with rows in the table."""
+    project.write_app(EMPLOYEE.format(extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "employee")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name) VALUES ('Ada'), ('Grace')")
+    for number, _ in enumerate(columns, start=1):
+        project.write_app(EMPLOYEE.format(extra="\n".join(columns[:number])))
+        project.flask("db", "migrate", "-m", f"column {number}")
+        project.flask("db", "upgrade")
+
+
+# -- verify and lint on decorated revisions (item 12) ----------------------------------------
+
+# As ihatemoney's migrations/utils.py skip_if_sqlite: a decorator that may skip a step on one database.
+SKIP_ON = '''
+
+def skip_on(dialect_name):
+    def decorate(func):
+        {wraps}
+        def wrapper(*args, **kwargs):
+            if op.get_bind().engine.dialect.name == dialect_name:
+                return None
+            return func(*args, **kwargs)
+        return wrapper
+    return decorate
+'''
+
+
+def decorate_revisions(project: Project, *, wraps: bool) -> None:
+    """Wrap every revision's upgrade() and downgrade() in ``skip_on("mssql")``."""
+    decorator = SKIP_ON.format(wraps="@functools.wraps(func)" if wraps else "")
+    for path in revision_files(project):
+        source = path.read_text()
+        imports = "import sqlalchemy as sa\n"
+        source = source.replace(imports, f"import functools\n{imports}{decorator}", 1)
+        source = re.sub(r"^def (upgrade|downgrade)\(\):", r'@skip_on("mssql")\n\g<0>', source, flags=re.M)
+        path.write_text(source)
+
+
+@pytest.mark.parametrize("wraps", [False, True], ids=["plain-wrapper", "functools-wraps"])
+def test_verify_and_lint_check_decorated_revisions_as_single_database_ones(
+    project: Project, wraps: bool
+) -> None:
+    generated_history(project, NICKNAME)
+    decorate_revisions(project, wraps=wraps)
+
+    result = project.flask("db", "verify")
+    assert "verify: OK: 2 revision(s) replayed" in result.stdout
+    assert "[default]" not in result.stdout  # not mistaken for a multi-database history
+    steps = json.loads(project.flask("db", "verify", "--format", "json").stdout)["steps"]
+    assert [(s["ok"], s["database"]) for s in steps] == [(True, None), (True, None)]
+
+    lint = project.flask("db", "lint")
+    assert "not checked" not in lint.stdout and "lint: OK" in lint.stdout
+
+    # The decorated history still runs on the app's own database, rows and all.
+    project.flask("db", "downgrade")
+    project.flask("db", "upgrade")
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "name": "Ada", "nickname": None},
+        {"id": 2, "name": "Grace", "nickname": None},
+    ]
+
+
+# -- verify after a failed step (item 12) -----------------------------------------------------
+
+
+def test_verify_reports_the_steps_after_a_failure_as_not_replayed(project: Project) -> None:
+    generated_history(project, NICKNAME, NICKNAME_AND_EMAIL)
+    broken, path = revision_of(project, "column 1")
+    source = path.read_text()
+    fails = '    op.drop_table("no_such_table")\n'
+    path.write_text(source.replace("def upgrade():\n", f"def upgrade():\n{fails}", 1))
+    last, _ = revision_of(project, "column 2")
+
+    result = project.flask("db", "verify", ok=False)
+    assert re.search(rf"^  FAIL {broken} ", result.stdout, re.M)
+    assert re.search(rf"^  SKIP {last} ", result.stdout, re.M), result.stdout
+    assert not re.search(rf"^  ok +{last} ", result.stdout, re.M)
+    assert "not replayed: an earlier step failed" in result.stdout
+    assert "verify: FAILED (1 problem, 1 step not replayed)" in result.stdout
+
+    steps = json.loads(project.flask("db", "verify", "--format", "json", ok=False).stdout)["steps"]
+    assert [(s["ok"], s["replayed"]) for s in steps] == [(True, True), (False, True), (False, False)]
+    # The app's own database was not touched.
+    assert project.rows("employee", order_by="id")[0] == {
+        "id": 1, "name": "Ada", "nickname": None, "email": None
+    }
