@@ -125,3 +125,31 @@ def test_verify_reports_the_steps_after_a_failure_as_not_replayed(project: Proje
     assert project.rows("employee", order_by="id")[0] == {
         "id": 1, "name": "Ada", "nickname": None, "email": None
     }
+
+
+# -- lossy type changes are refused by migrate (item 7) ---------------------------------------
+
+
+def test_migrate_refuses_a_type_change_that_would_lose_a_stored_value_and_writes_nothing(
+    project: Project,
+) -> None:
+    generated_history(project, "    code = db.Column(db.String(10))")
+    project.execute("UPDATE employee SET code = 'A1' WHERE name = 'Ada'")
+    project.execute("UPDATE employee SET code = '2' WHERE name = 'Grace'")
+    written = revision_files(project)
+    schema = project.schema()
+
+    project.write_app(EMPLOYEE.format(extra="    code = db.Column(db.Integer)"))
+    refused = project.flask("db", "migrate", "-m", "code int", ok=False)
+    [line] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: cannot change employee.code to INTEGER: ")
+    assert "'A1'" in line or '"A1"' in line  # the value, in SQLite's or PostgreSQL's words
+    assert "fix or remove such values first, or keep the column's type; nothing was written." in line
+    assert "Traceback" not in refused.output
+    assert revision_files(project) == written
+    assert project.schema() == schema
+
+    project.execute("UPDATE employee SET code = '1' WHERE name = 'Ada'")
+    project.flask("db", "migrate", "-m", "code int")
+    project.flask("db", "upgrade")
+    assert [row["code"] for row in project.rows("employee", order_by="id")] == [1, 2]
