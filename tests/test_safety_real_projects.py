@@ -7,12 +7,20 @@ the way projects edit theirs (decorators, a broken step), and checked through th
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness import Project
+from tests.postgres_server import PostgresServer
 
 EMPLOYEE = """
 class Employee(db.Model):
@@ -153,3 +161,83 @@ def test_migrate_refuses_a_type_change_that_would_lose_a_stored_value_and_writes
     project.flask("db", "migrate", "-m", "code int")
     project.flask("db", "upgrade")
     assert [row["code"] for row in project.rows("employee", order_by="id")] == [1, 2]
+
+
+# -- scratch databases of killed runs (item 14) ------------------------------------------------
+
+
+@pytest.fixture
+def postgres_project(tmp_path: Path, postgres_url: str) -> Iterator[Project]:
+    path = tmp_path / "project"
+    path.mkdir()
+    project = Project(path, postgres_url)
+    yield project
+    project.dispose()
+
+
+def scratch_databases(project: Project) -> dict[str, str | None]:
+    """Every Flask-Evolve scratch database on the server, with its comment."""
+    rows = project.query(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+        "WHERE datname LIKE 'flask\\_evolve\\_scratch\\_%'"
+    )
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def wait_for(condition: Callable[[], str | None], what: str, seconds: float = 60) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.postgresql
+def test_a_later_verify_removes_the_scratch_database_of_a_killed_verify_and_no_other(
+    postgres_project: Project, postgres_server: PostgresServer
+) -> None:
+    project = postgres_project
+    generated_history(project, NICKNAME)
+    _, path = revision_of(project, "column 1")
+    script = path.read_text()
+    sleep = 'op.execute("SELECT pg_sleep(60)")'
+    path.write_text(script.replace("def upgrade():\n", f"def upgrade():\n    {sleep}\n"))
+    # A verify that runs now, in another process of this host: its scratch database stays.
+    live = "flask_evolve_scratch_concurrent"
+    postgres_server.create_database(live)
+    with postgres_server._admin_engine().connect() as admin:
+        admin.exec_driver_sql(
+            f"COMMENT ON DATABASE {live} IS "
+            f"'flask-evolve scratch database of process {os.getpid()} on {socket.gethostname()}'"
+        )
+    try:
+        verify = subprocess.Popen(
+            [sys.executable, "-m", "flask", "db", "verify"],
+            cwd=project.path, env=project.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def sleeping_in_its_scratch_database() -> str | None:
+            busy = project.query(
+                "SELECT datname FROM pg_stat_activity WHERE query = :sleep AND datname = ANY(:scratch)",
+                {"sleep": "SELECT pg_sleep(60)", "scratch": list(scratch_databases(project))},
+            )
+            return busy[0][0] if busy else None
+
+        killed = wait_for(sleeping_in_its_scratch_database, "verify to replay the sleeping step")
+        verify.send_signal(signal.SIGKILL)
+        verify.wait(timeout=30)
+        assert killed in scratch_databases(project)  # nothing dropped it
+
+        path.write_text(script)
+        result = project.flask("db", "verify")
+        assert "verify: OK: 2 revision(s)" in result.stdout
+        [line] = [line for line in result.stderr.splitlines() if "scratch database" in line]
+        assert line.endswith(
+            f"Removed 1 scratch database(s) that killed Flask-Evolve runs on this host left behind: {killed}."
+        )
+        left = scratch_databases(project)
+        assert killed not in left and live in left
+    finally:
+        postgres_server.drop_database(live)
