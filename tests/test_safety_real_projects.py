@@ -241,3 +241,65 @@ def test_a_later_verify_removes_the_scratch_database_of_a_killed_verify_and_no_o
         assert killed not in left and live in left
     finally:
         postgres_server.drop_database(live)
+
+
+# -- a check that could not run is a failure (item 2) -----------------------------------------
+
+# A data step that needs rows: offline, where queries find none, `None > 100` raises.
+NEEDS_ROWS = """\
+    rows = op.get_bind().execute(sa.text("SELECT count(*) FROM employee")).scalar()
+    if rows > 100:
+        raise RuntimeError("too many rows for one transaction")
+"""
+
+
+def test_lint_and_status_fail_when_a_revision_could_not_be_checked(project: Project) -> None:
+    generated_history(project, NICKNAME)
+    unchecked, path = revision_of(project, "column 1")
+    path.write_text(path.read_text().replace("def upgrade():\n", f"def upgrade():\n{NEEDS_ROWS}", 1))
+
+    lint = project.flask("db", "lint", ok=False)
+    assert f"{unchecked}  not checked: its upgrade() could not be captured (TypeError: " in lint.stdout
+    verdict = "lint: FAILED (1 revision not checked): no findings in 2 revision(s)."
+    assert lint.stdout.splitlines()[-1] == verdict
+    as_json = json.loads(project.flask("db", "lint", "--format", "json", ok=False).stdout)
+    assert as_json["failed"] is True and list(as_json["uncaptured"]) == [unchecked]
+
+    project.flask("db", "downgrade")
+    status = project.flask("db", "status", ok=False)
+    assert f"  {unchecked}  column 1" in status.stdout
+    assert "      not checked: TypeError: " in status.stdout
+    assert status.stdout.splitlines()[-1].startswith("Not checked: the risks of 1 pending revision")
+    as_json = json.loads(project.flask("db", "status", "--format", "json", ok=False).stdout)
+    assert as_json["complete"] is False and as_json["pending"][0]["uncaptured"].startswith("TypeError: ")
+    # Nothing was changed by looking.
+    assert project.version() == [revision_of(project, "employee")[0]]
+
+
+def test_status_and_check_drift_fail_when_the_drift_check_could_not_run(project: Project) -> None:
+    generated_history(project, NICKNAME)
+    # Edited after it ran: its upgrade now reads a table that only the live database has.
+    project.execute("CREATE TABLE legacy_nicknames (id INTEGER PRIMARY KEY, nick VARCHAR(30))")
+    _, path = revision_of(project, "column 1")
+    reads_legacy = '    op.execute("INSERT INTO legacy_nicknames (id, nick) SELECT id, name FROM employee")\n'
+    path.write_text(path.read_text().replace("def upgrade():\n", f"def upgrade():\n{reads_legacy}", 1))
+
+    status = project.flask("db", "status", ok=False)
+    [drift] = [line for line in status.stdout.splitlines() if line.startswith("Drift:")]
+    assert drift.startswith("Drift:            not checked (") and "legacy_nicknames" in drift
+    assert status.stdout.splitlines()[-1].startswith("Not checked: drift")
+    assert json.loads(project.flask("db", "status", "--format", "json", ok=False).stdout)["complete"] is False
+
+    check = project.flask("db", "check", "--drift", ok=False)
+    [line] = [line for line in check.stderr.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: Could not check the database for drift: ") and "legacy_nicknames" in line
+    assert check.returncode == 5 and "Traceback" not in check.output
+    assert "No new upgrade operations detected" not in check.output
+
+    # Without the edit, the drift check runs again, and finds the table made by hand.
+    path.write_text(path.read_text().replace(reads_legacy, ""))
+    assert "table legacy_nicknames is extra" in project.flask("db", "status").stdout
+    assert project.flask("db", "check", "--drift", ok=False).returncode == 4
+    project.execute("DROP TABLE legacy_nicknames")
+    assert "Drift:            no" in project.flask("db", "status").stdout
+    project.flask("db", "check", "--drift")

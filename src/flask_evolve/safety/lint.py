@@ -41,13 +41,17 @@ class LintResult:
     def failing(self, fail_on: str) -> list[Finding]:
         return at_or_above(self.findings, fail_on)
 
+    def failed(self, fail_on: str) -> bool:
+        """A finding at or above ``fail_on``, or a revision that could not be checked: never a pass."""
+        return bool(self.failing(fail_on) or self.uncaptured)
+
     def as_dict(self, fail_on: str = "error") -> dict[str, Any]:
         return {
             "revisions": self.revisions,
             "findings": [f.as_dict() for f in self.findings],
             "uncaptured": self.uncaptured,
             "fail_on": fail_on,
-            "failed": bool(self.failing(fail_on)),
+            "failed": self.failed(fail_on),
         }
 
     def to_json(self, fail_on: str = "error") -> str:
@@ -61,8 +65,11 @@ class LintResult:
             lines.append(f"{revision}  not checked: its upgrade() could not be captured ({reason})")
         tally = {s: sum(f.severity == s for f in self.findings) for s in reversed(SEVERITIES)}
         counts = ", ".join(f"{n} {s}{'s' if n > 1 else ''}" for s, n in tally.items() if n) or "no findings"
-        failing = len(self.failing(fail_on))
-        verdict = f"FAILED ({failing} at or above {fail_on})" if failing else "OK"
+        failing, unchecked = len(self.failing(fail_on)), len(self.uncaptured)
+        reasons = [f"{failing} at or above {fail_on}"] if failing else []
+        if unchecked:
+            reasons.append(f"{unchecked} revision{'s' if unchecked > 1 else ''} not checked")
+        verdict = f"FAILED ({', '.join(reasons)})" if reasons else "OK"
         lines.append(f"lint: {verdict}: {counts} in {len(self.revisions)} revision(s).")
         return "\n".join(lines)
 
