@@ -303,3 +303,78 @@ def test_status_and_check_drift_fail_when_the_drift_check_could_not_run(project:
     project.execute("DROP TABLE legacy_nicknames")
     assert "Drift:            no" in project.flask("db", "status").stdout
     project.flask("db", "check", "--drift")
+
+
+# -- the risk report and lint on generated drops, renames and rebuilds (item 13) ----------------
+
+STAFF = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+{employee}
+
+
+if os.environ.get("STAGE") != "after":
+    class Dept(db.Model):
+        id = db.Column(db.Integer, primary_key=True)
+        title = db.Column(db.String(80))
+"""
+BEFORE = """\
+    name = db.Column(db.String(80), nullable=False)
+    code = db.Column(db.String(10))
+    nickname = db.Column(db.String(30))"""
+# name renamed, code made INTEGER, nickname and the dept table dropped: one SQLite rebuild of employee.
+AFTER = """\
+    full_name = db.Column(db.String(80), nullable=False, info={"renamed_from": "name"})
+    code = db.Column(db.Integer)"""
+
+
+def test_the_risk_report_and_lint_flag_drops_and_renames_with_what_the_archive_keeps(
+    project: Project,
+) -> None:
+    project.write_app(STAFF.format(employee=BEFORE))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "staff")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO dept (title) VALUES ('R&D'), ('Sales')")
+    project.execute(
+        "INSERT INTO employee (name, code, nickname) VALUES ('Ada', '1', 'ada'), ('Bob', '2', NULL)"
+    )
+
+    project.write_app(STAFF.format(employee=AFTER))
+    after = {"STAGE": "after"}
+    report = project.flask("db", "migrate", "-m", "contract", env=after).stderr
+    revision, path = revision_of(project, "contract")
+    if project.dialect == "sqlite":
+        assert "_evolve_new_employee" in path.read_text()  # the changes are one table rebuild
+    kept = "kept in the archive for the downgrade"
+    assert f"EV101 error: drops table dept, {kept}: 2 rows leave the app" in report
+    assert "EV401 notice: drops table dept: the running app version may still use it" in report
+    assert (
+        f"EV102 error: drops column employee.nickname, {kept}: 1 row of employee holds a value that "
+        "leaves the app (only a downgrade brings it back)."
+    ) in report
+    assert "EV401 notice: renames column employee.name to full_name" in report
+    assert "will be lost" not in report and "will be deleted" not in report
+    for noise in ("check foreign keys", "execute SQL", "ensure lossless", "check archive"):
+        assert noise not in report
+
+    lint = project.flask("db", "lint", "--format", "json", env=after, ok=False)
+    running = "the running app version may still use it"
+    found = {(f["revision"], f["rule"], f["message"]) for f in json.loads(lint.stdout)["findings"]}
+    assert {
+        (revision, "EV101", f"drops table dept, {kept}"),
+        (revision, "EV401", f"drops table dept: {running}"),
+        (revision, "EV102", f"drops column employee.nickname, {kept}"),
+        (revision, "EV401", f"drops column employee.nickname: {running}"),
+        (revision, "EV401", f"renames column employee.name to full_name: {running}"),
+    } <= found
+    assert "EV102" not in {rule for _, rule, message in found if "code" in message}  # kept, converted
+
+    project.flask("db", "upgrade", env=after)
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "full_name": "Ada", "code": 1},
+        {"id": 2, "full_name": "Bob", "code": 2},
+    ]
+    assert project.rows(next(t for t in project.tables(archive=True) if t.endswith("_dept"))) == [
+        {"id": 1, "title": "R&D"}, {"id": 2, "title": "Sales"}
+    ]

@@ -13,6 +13,7 @@ from flask_evolve.safety.rules import RULES, SEVERITIES, Finding, at_or_above, c
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.operations.ops import MigrateOperation
     from alembic.script import Script
 
 #: ``# flask-evolve: allow EV102, EV401`` (IDs or rule names) in a revision script silences those rules there.
@@ -98,7 +99,56 @@ def lint_script(revision: Script, dialect: str, ignore: Iterable[str] = ()) -> l
     with open(revision.path, encoding="utf-8") as f:
         silenced = allowed_rules(f.read()) | set(ignore)
     operations = [op for fn in upgrade_functions(revision) for op in capture(fn, dialect)]
-    return check_operations(operations, dialect, revision=revision.revision, ignore=silenced)
+    return check_operations(read_rebuilds(operations), dialect, revision=revision.revision, ignore=silenced)
+
+
+#: The row copy of a SQLite table rebuild as ``migrate`` writes it (sqlite_plan.rebuild_statements).
+_ROW_COPY = re.compile(
+    r'INSERT INTO (?P<temp>"(?:[^"]|"")+"|\S+) \((?P<names>.*?)\) SELECT (?P<exprs>.*) '
+    r'FROM (?P<table>"(?:[^"]|"")+"|\S+)',
+    re.DOTALL,
+)
+
+
+def _unquoted(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def read_rebuilds(operations: list[MigrateOperation]) -> list[MigrateOperation]:
+    """The captured ops, with each SQLite table rebuild of a generated script (plain ``op.execute``
+    statements) read back into the column changes it makes, for the rules to see: a renamed column
+    from the row copy (``SELECT old`` into ``new``), a dropped one from the ``archive_columns`` before
+    the rebuild (archived, then left out of the copy)."""
+    from alembic.operations import ops
+    from sqlalchemy.dialects import sqlite
+
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX, _top_level_items
+    from flask_evolve.runtime.archive_ops import ArchiveColumnsOp, ArchiveValuesOp
+
+    quote = sqlite.dialect().identifier_preparer.quote
+    archived: dict[str, list[str]] = {}
+    read: list[MigrateOperation] = []
+    for operation in operations:
+        read.append(operation)
+        if isinstance(operation, ArchiveColumnsOp) and not isinstance(operation, ArchiveValuesOp):
+            archived.setdefault(operation.table_name, []).extend(operation.columns)
+        sql = getattr(operation, "sqltext", None) if isinstance(operation, ops.ExecuteSQLOp) else None
+        copy = _ROW_COPY.fullmatch(sql.strip()) if isinstance(sql, str) else None
+        table = _unquoted(copy["table"]) if copy else ""
+        if copy is None or _unquoted(copy["temp"]) != REBUILD_PREFIX + table:
+            continue
+        names = [_unquoted(n) for n in _top_level_items(f"({copy['names']})")]
+        exprs = _top_level_items(f"({copy['exprs']})")
+        sources = set()
+        for name, expr in zip(names, exprs, strict=False):
+            if not (expr.startswith('"') or quote(expr) == expr):
+                continue  # a new column's default value (a literal, CURRENT_TIMESTAMP ...)
+            source = _unquoted(expr)
+            sources.add(source)
+            if source != name:
+                read.append(ops.AlterColumnOp(table, source, modify_name=name))
+        read += [ops.DropColumnOp(table, c) for c in archived.get(table, []) if c not in sources]
+    return read
 
 
 def upgrade_functions(revision: Script) -> list[Any]:
