@@ -14,20 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.harness import Project
 from tests.postgres_server import PostgresServer
+from tests.test_safety_cli import EMPLOYEE
 
-EMPLOYEE = """
-class Employee(db.Model):
-    id = db.Column(db.Integer, primary_key=True)
-    name = db.Column(db.String(80), nullable=False)
-{extra}
-"""
 NICKNAME = "    nickname = db.Column(db.String(30))"
 NICKNAME_AND_EMAIL = NICKNAME + "\n    email = db.Column(db.String(80))"
 
@@ -166,15 +161,6 @@ def test_migrate_refuses_a_type_change_that_would_lose_a_stored_value_and_writes
 # -- scratch databases of killed runs (item 14) ------------------------------------------------
 
 
-@pytest.fixture
-def postgres_project(tmp_path: Path, postgres_url: str) -> Iterator[Project]:
-    path = tmp_path / "project"
-    path.mkdir()
-    project = Project(path, postgres_url)
-    yield project
-    project.dispose()
-
-
 def scratch_databases(project: Project) -> dict[str, str | None]:
     """Every Flask-Evolve scratch database on the server, with its comment."""
     rows = project.query(
@@ -194,11 +180,10 @@ def wait_for(condition: Callable[[], str | None], what: str, seconds: float = 60
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_later_verify_removes_the_scratch_database_of_a_killed_verify_and_no_other(
-    postgres_project: Project, postgres_server: PostgresServer
+    project: Project, postgres_server: PostgresServer
 ) -> None:
-    project = postgres_project
     generated_history(project, NICKNAME)
     _, path = revision_of(project, "column 1")
     script = path.read_text()
