@@ -33,7 +33,12 @@ def test_narrowed_types_give_back_the_original_values(project: Project) -> None:
     )
     before = snapshot(project, {"item": "id"})
     write(project, NARROW)
+    # `migrate` refuses a change that would round stored prices, so the owner writes the script
+    # while the prices are out of the way, then accepts the rounding by removing the script's check.
+    prices = [{"id": row["id"], "price": row["price"]} for row in project.rows("item")]
+    project.execute("UPDATE item SET price = NULL")
     output = project.flask("db", "migrate", "-m", "narrow").output
+    project.execute("UPDATE item SET price = :price WHERE id = :id", prices)
     path = next((project.migrations / "versions").glob("*_narrow.py"))
     script = path.read_text()
     assert re.search(r"op\.archive_values\('item', \['code', 'qty', 'price'\], key=\['id'\]", script)

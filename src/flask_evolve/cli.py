@@ -511,7 +511,7 @@ def lint(
         return
     result = commands.lint(_directory_or_group(directory), rev_range, dialect=dialect, ignore=ignore)
     click.echo(result.to_json(fail_on) if output_format == "json" else result.render(fail_on))
-    if result.failing(fail_on):
+    if result.failed(fail_on):
         sys.exit(1)
 
 
@@ -528,6 +528,8 @@ def status(directory: str | None, output_format: str, no_drift: bool, scratch_ur
         click.echo(result.to_json())
     else:
         click.echo(result.render(colour=sys.stdout.isatty()))
+    if result.not_checked:
+        sys.exit(1)
 
 
 def _app_load_error(exc: BaseException) -> str:

@@ -715,8 +715,6 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
 def _check_databases(
     config: AlembicConfig, directory: PathLike | None, databases: list[Any], *, drift: bool
 ) -> None:
-    from functools import partial
-
     from alembic.script import ScriptDirectory
 
     from flask_evolve.safety.drift import drift as drift_of
@@ -747,9 +745,20 @@ def _check_databases(
         return
     for database, where, current, _ in checked if heads else []:
         bind = database.name or None
-        drifted = _drift_or_none(
-            partial(drift_of, config, database.engine, compare_args=compare_args, bind=bind)
-        )
+        try:
+            drifted = drift_of(config, database.engine, compare_args=compare_args, bind=bind)
+        except Exception as exc:
+            if not drift:
+                continue  # Only telling drift from model changes, which are reported below anyway.
+            # Asked for, and not done: a failure, never "No new upgrade operations detected".
+            from flask_evolve.safety.scratch import ScratchError
+
+            why = str(exc) if isinstance(exc, ScratchError) else (
+                f"{_exception_line(exc)}: `{flask_cmd} verify` shows which revision fails to replay"
+            )
+            raise CheckError(
+                f"Could not check the database{where} for drift: {why}", CheckError.NOT_CHECKED
+            ) from exc
         if drifted:
             raise CheckError(
                 f"The database{where} differs from what revision {', '.join(current or ())} should look "
@@ -769,15 +778,6 @@ def _check_databases(
         f"New upgrade operations detected: {changed}: run `{flask_cmd} migrate`.",
         CheckError.MODELS_CHANGED,
     )
-
-
-def _drift_or_none(fn: Any) -> Any:
-    from flask_evolve.safety.scratch import ScratchError
-
-    try:
-        return fn()
-    except ScratchError:
-        return None
 
 
 def _metadata() -> Any:

@@ -29,12 +29,14 @@ class CheckError(MigrationError):
 
     1: the models have changes no migration covers (as in Flask-Migrate);
     3: the database is not at the head revision;
-    4: the database differs from what its recorded revision should look like (drift).
+    4: the database differs from what its recorded revision should look like (drift);
+    5: ``check --drift`` could not compare the database with its recorded revision.
     """
 
     MODELS_CHANGED = 1
     NOT_AT_HEAD = 3
     DRIFT = 4
+    NOT_CHECKED = 5
 
     def __init__(self, message: str, exit_code: int = MODELS_CHANGED) -> None:
         super().__init__(message)

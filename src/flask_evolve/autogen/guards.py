@@ -74,25 +74,25 @@ def _quoted(connection: sa.Connection, name: str, schema: str | None = None) -> 
     return (preparer.quote_schema(schema) + "." if schema else "") + preparer.quote(name)
 
 
-@Operations.implementation_for(EnsureLosslessTypeChangeOp)
-def _ensure_lossless(operations: Operations, operation: EnsureLosslessTypeChangeOp) -> None:
-    connection = operations.get_bind()
-    if operations.migration_context.as_sql:
-        return
-    table = _quoted(connection, operation.table_name, operation.schema)
-    column = connection.dialect.identifier_preparer.quote(operation.column_name)
+def lossy_value(
+    connection: sa.Connection, table_name: str, column_name: str, new_type: str, schema: str | None = None
+) -> str | None:
+    """What a stored value of the column would suffer as ``new_type`` (naming one such value), or None
+    when every value converts unchanged."""
+    table = _quoted(connection, table_name, schema)
+    column = connection.dialect.identifier_preparer.quote(column_name)
     if connection.dialect.name == "sqlite":
         # SQLite keeps what the new affinity cannot represent and CAST would turn 'abc' into 0:
         # compare each value with its conversion under the column's own affinity.
         query = (
             f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL "
-            f"AND CAST({column} AS {operation.new_type}) IS NOT {column} LIMIT 1"
+            f"AND CAST({column} AS {new_type}) IS NOT {column} LIMIT 1"
         )
         bad = connection.exec_driver_sql(query).fetchall()
     else:
         # Exact numbers compare by value: 1.5000 kept as 1.50 is the same number, 1.2345 is not.
-        numeric = operation.new_type.upper().startswith(("NUMERIC", "DECIMAL"))
-        converted = f"CAST({column} AS {operation.new_type})"
+        numeric = new_type.upper().startswith(("NUMERIC", "DECIMAL"))
+        converted = f"CAST({column} AS {new_type})"
         original = f"CAST({column} AS NUMERIC)" if numeric else f"CAST({column} AS TEXT)"
         if not numeric:
             converted = f"CAST({converted} AS TEXT)"
@@ -104,16 +104,21 @@ def _ensure_lossless(operations: Operations, operation: EnsureLosslessTypeChange
             with connection.begin_nested():
                 bad = connection.exec_driver_sql(query).fetchall()
         except sa.exc.DBAPIError as exc:
-            detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-            raise DataConversionError(
-                f"cannot change {operation.table_name}.{operation.column_name} to {operation.new_type}: "
-                f"{detail}; fix or remove those values first, nothing was changed."
-            ) from None
-    if bad:
+            # The database's own words name the value: invalid input syntax for type integer: "A1".
+            return str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+    return f"value {bad[0][0]!r} would be altered or lost" if bad else None
+
+
+@Operations.implementation_for(EnsureLosslessTypeChangeOp)
+def _ensure_lossless(operations: Operations, operation: EnsureLosslessTypeChangeOp) -> None:
+    if operations.migration_context.as_sql:
+        return
+    bind = operations.get_bind()
+    why = lossy_value(bind, operation.table_name, operation.column_name, operation.new_type, operation.schema)
+    if why is not None:
         raise DataConversionError(
             f"cannot change {operation.table_name}.{operation.column_name} to {operation.new_type}: "
-            f"value {bad[0][0]!r} would be altered or lost; "
-            "fix or remove such values first, nothing was changed."
+            f"{why}; fix or remove such values first, nothing was changed."
         )
 
 
@@ -217,6 +222,8 @@ def guard_type_changes(ctx: RewriteContext) -> None:
             if old is None or widens(old, new):
                 continue
             new_sql = new.compile(dialect=dialect)
+            if container is ctx.upgrade_ops:
+                refuse_lossy_type_change(ctx, group, alter, new_sql)
             check = EnsureLosslessTypeChangeOp(
                 alter.table_name, alter.column_name, new_sql, schema=alter.schema
             )
@@ -228,3 +235,35 @@ def guard_type_changes(ctx: RewriteContext) -> None:
                 using.__dict__.update(alter.__dict__)
                 using.kw = dict(alter.kw, postgresql_using=f"{column}::{new_sql}")
                 group.ops[group.ops.index(alter)] = using
+
+
+def refuse_lossy_type_change(
+    ctx: RewriteContext, group: ops.ModifyTableOps, alter: ops.AlterColumnOp, new_sql: str
+) -> None:
+    """At `migrate`: stop before the script is written when the live rows hold a value that
+    ``op.ensure_lossless_type_change`` would stop `upgrade` on."""
+    connection = ctx.migration_context.connection
+    if connection is None or ctx.migration_context.as_sql:
+        return
+    # The live names: a rename earlier in the same migration has not happened yet.
+    table = next(
+        (op.table_name for op in ctx.upgrade_ops.ops
+         if isinstance(op, ops.RenameTableOp) and op.new_table_name == group.table_name),
+        group.table_name,
+    )
+    column = alter.column_name
+    for op in group.ops[: group.ops.index(alter)]:
+        if isinstance(op, ops.AlterColumnOp) and op.modify_name == column:
+            column = op.column_name
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(table, schema=alter.schema) or column not in {
+        c["name"] for c in inspector.get_columns(table, schema=alter.schema)
+    }:
+        return  # made by this same migration: no rows to lose yet
+    why = lossy_value(connection, table, column, new_sql, alter.schema)
+    if why is not None:
+        name = alter.modify_name or alter.column_name
+        raise DataConversionError(
+            f"cannot change {group.table_name}.{name} to {new_sql}: {why}, so `flask db upgrade` would "
+            f"stop there: fix or remove such values first, or keep the column's type; nothing was written."
+        )

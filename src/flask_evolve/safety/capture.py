@@ -39,6 +39,11 @@ class OfflineBind:
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
 
+    @property
+    def engine(self) -> OfflineBind:
+        # ``op.get_bind().engine.dialect.name``: how scripts skip a step on one database.
+        return self
+
     def execute(self, statement: Any, *args: Any, **kw: Any) -> Result[Any]:
         return IteratorResult(SimpleResultMetaData(["value"]), iter([]))
 
@@ -112,10 +117,23 @@ def quiet_alembic() -> Iterator[None]:
 
 
 def is_multidb_script(revision: Script) -> bool:
-    """Whether a revision script is a multi-database one: ``upgrade(engine_name)`` dispatches per database."""
+    """Whether a revision script is a multi-database one: ``upgrade(engine_name)`` dispatches to
+    one ``upgrade_<bind>()`` per database.
+
+    Every multi-database template writes ``upgrade_()`` for the default database, so that
+    function tells; the signature alone does not: a decorator without ``functools.wraps``
+    turns any ``upgrade()`` into ``wrapper(*args, **kwargs)``.
+    """
     import inspect
 
-    return bool(inspect.signature(revision.module.upgrade).parameters)
+    module = revision.module
+    if callable(getattr(module, "upgrade_", None)):
+        return True
+    try:
+        # A hand-written dispatcher without upgrade_(); inspect follows functools.wraps.
+        return "engine_name" in inspect.signature(module.upgrade).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class CaptureError(Exception):

@@ -13,6 +13,7 @@ from flask_evolve.safety.rules import RULES, SEVERITIES, Finding, at_or_above, c
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.operations.ops import MigrateOperation
     from alembic.script import Script
 
 #: ``# flask-evolve: allow EV102, EV401`` (IDs or rule names) in a revision script silences those rules there.
@@ -41,13 +42,17 @@ class LintResult:
     def failing(self, fail_on: str) -> list[Finding]:
         return at_or_above(self.findings, fail_on)
 
+    def failed(self, fail_on: str) -> bool:
+        """A finding at or above ``fail_on``, or a revision that could not be checked: never a pass."""
+        return bool(self.failing(fail_on) or self.uncaptured)
+
     def as_dict(self, fail_on: str = "error") -> dict[str, Any]:
         return {
             "revisions": self.revisions,
             "findings": [f.as_dict() for f in self.findings],
             "uncaptured": self.uncaptured,
             "fail_on": fail_on,
-            "failed": bool(self.failing(fail_on)),
+            "failed": self.failed(fail_on),
         }
 
     def to_json(self, fail_on: str = "error") -> str:
@@ -61,8 +66,11 @@ class LintResult:
             lines.append(f"{revision}  not checked: its upgrade() could not be captured ({reason})")
         tally = {s: sum(f.severity == s for f in self.findings) for s in reversed(SEVERITIES)}
         counts = ", ".join(f"{n} {s}{'s' if n > 1 else ''}" for s, n in tally.items() if n) or "no findings"
-        failing = len(self.failing(fail_on))
-        verdict = f"FAILED ({failing} at or above {fail_on})" if failing else "OK"
+        failing, unchecked = len(self.failing(fail_on)), len(self.uncaptured)
+        reasons = [f"{failing} at or above {fail_on}"] if failing else []
+        if unchecked:
+            reasons.append(f"{unchecked} revision{'s' if unchecked > 1 else ''} not checked")
+        verdict = f"FAILED ({', '.join(reasons)})" if reasons else "OK"
         lines.append(f"lint: {verdict}: {counts} in {len(self.revisions)} revision(s).")
         return "\n".join(lines)
 
@@ -91,7 +99,56 @@ def lint_script(revision: Script, dialect: str, ignore: Iterable[str] = ()) -> l
     with open(revision.path, encoding="utf-8") as f:
         silenced = allowed_rules(f.read()) | set(ignore)
     operations = [op for fn in upgrade_functions(revision) for op in capture(fn, dialect)]
-    return check_operations(operations, dialect, revision=revision.revision, ignore=silenced)
+    return check_operations(read_rebuilds(operations), dialect, revision=revision.revision, ignore=silenced)
+
+
+#: The row copy of a SQLite table rebuild as ``migrate`` writes it (sqlite_plan.rebuild_statements).
+_ROW_COPY = re.compile(
+    r'INSERT INTO (?P<temp>"(?:[^"]|"")+"|\S+) \((?P<names>.*?)\) SELECT (?P<exprs>.*) '
+    r'FROM (?P<table>"(?:[^"]|"")+"|\S+)',
+    re.DOTALL,
+)
+
+
+def _unquoted(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def read_rebuilds(operations: list[MigrateOperation]) -> list[MigrateOperation]:
+    """The captured ops, with each SQLite table rebuild of a generated script (plain ``op.execute``
+    statements) read back into the column changes it makes, for the rules to see: a renamed column
+    from the row copy (``SELECT old`` into ``new``), a dropped one from the ``archive_columns`` before
+    the rebuild (archived, then left out of the copy)."""
+    from alembic.operations import ops
+    from sqlalchemy.dialects import sqlite
+
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX, _top_level_items
+    from flask_evolve.runtime.archive_ops import ArchiveColumnsOp, ArchiveValuesOp
+
+    quote = sqlite.dialect().identifier_preparer.quote
+    archived: dict[str, list[str]] = {}
+    read: list[MigrateOperation] = []
+    for operation in operations:
+        read.append(operation)
+        if isinstance(operation, ArchiveColumnsOp) and not isinstance(operation, ArchiveValuesOp):
+            archived.setdefault(operation.table_name, []).extend(operation.columns)
+        sql = getattr(operation, "sqltext", None) if isinstance(operation, ops.ExecuteSQLOp) else None
+        copy = _ROW_COPY.fullmatch(sql.strip()) if isinstance(sql, str) else None
+        table = _unquoted(copy["table"]) if copy else ""
+        if copy is None or _unquoted(copy["temp"]) != REBUILD_PREFIX + table:
+            continue
+        names = [_unquoted(n) for n in _top_level_items(f"({copy['names']})")]
+        exprs = _top_level_items(f"({copy['exprs']})")
+        sources = set()
+        for name, expr in zip(names, exprs, strict=False):
+            if not (expr.startswith('"') or quote(expr) == expr):
+                continue  # a new column's default value (a literal, CURRENT_TIMESTAMP ...)
+            source = _unquoted(expr)
+            sources.add(source)
+            if source != name:
+                read.append(ops.AlterColumnOp(table, source, modify_name=name))
+        read += [ops.DropColumnOp(table, c) for c in archived.get(table, []) if c not in sources]
+    return read
 
 
 def upgrade_functions(revision: Script) -> list[Any]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask_evolve.safety.rules import RULES, Finding, findings_per_operation, measure
+from flask_evolve.safety.rules import RULES, Finding, filled_column, findings_per_operation, measure
 
 if TYPE_CHECKING:
     from alembic.operations.ops import MigrateOperation
@@ -62,7 +62,16 @@ def describe(operation: Any) -> str:
     if isinstance(operation, ops.DropConstraintOp):
         return f"drop constraint {operation.constraint_name}"
     if isinstance(operation, ops.ExecuteSQLOp):
-        return "execute SQL"
+        from flask_evolve.autogen.rename_ops import RenameObjectOp
+
+        if isinstance(operation, RenameObjectOp):
+            return f"rename {operation.kind} {operation.old} to {operation.new}"
+        fill = filled_column(operation)
+        return f"fill the NULLs of {fill[1]} (--fill)" if fill else "execute SQL"
+    from flask_evolve.runtime.archive_ops import ArchiveTableOp
+
+    if isinstance(operation, ArchiveTableOp):
+        return "drop table (moved into the archive for the downgrade)"
     # Our own operations (archive_columns, restore_rows, …): their name in words, and what they touch.
     words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(operation).__name__.removesuffix("Op")).lower()
     columns = getattr(operation, "columns", None)
@@ -73,14 +82,26 @@ def describe(operation: Any) -> str:
 
 
 def _bookkeeping(operation: Any) -> bool:
-    """A restore of what an earlier downgrade kept: nothing a reader decides on, and a no-op otherwise."""
-    from flask_evolve.runtime.archive_ops import RestoreColumnsOp, RestoreRowsOp, RestoreValuesOp
+    """Our own checks around a change (foreign keys after a rebuild, values before a type change, the
+    archive before a restore) and restores of what an earlier downgrade kept: nothing a reader decides on."""
+    from flask_evolve.autogen.guards import CheckForeignKeysOp, EnsureLosslessTypeChangeOp
+    from flask_evolve.runtime.archive_ops import (
+        CheckArchiveOp,
+        RestoreColumnsOp,
+        RestoreRowsOp,
+        RestoreValuesOp,
+    )
 
+    if isinstance(operation, CheckForeignKeysOp | EnsureLosslessTypeChangeOp | CheckArchiveOp):
+        return True
     restores = (RestoreColumnsOp, RestoreRowsOp, RestoreValuesOp)
     return isinstance(operation, restores) and operation.on == "downgrade"
 
 
 def _table(operation: Any) -> str:
+    fill = filled_column(operation)
+    if fill:
+        return fill[0]
     return str(getattr(operation, "table_name", None) or getattr(operation, "source_table", None) or "")
 
 

@@ -67,11 +67,14 @@ class RuleContext:
         no rows yet, so data and locking rules do not apply to them.
     :param filled: ``(table, column)`` pairs whose NULLs an earlier ``UPDATE ... SET
         column = ... WHERE column IS NULL`` of the migration fills (``migrate --fill``).
+    :param archived: what an earlier op of the migration keeps in the archive for the
+        downgrade: ``(table, column)`` for dropped columns, ``(table, None)`` for a dropped table.
     """
 
     dialect: str
     new_tables: frozenset[str] = frozenset()
     filled: frozenset[tuple[str, str]] = frozenset()
+    archived: frozenset[tuple[str, str | None]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,12 @@ class Rule:
         """The rule's findings on ``operation`` (none or one)."""
         from alembic.operations import ops
 
+        from flask_evolve.runtime import archive_ops
+
         if self.dialects and ctx.dialect not in self.dialects:
             return []
-        if not isinstance(operation, tuple(getattr(ops, name) for name in self.on)):
+        classes = tuple(getattr(ops, name, None) or getattr(archive_ops, name) for name in self.on)
+        if not isinstance(operation, classes) or getattr(operation, "on", "upgrade") != "upgrade":
             return []
         table = _table_of(operation)
         # A table created earlier in the same migration holds no rows and no readers yet.
@@ -312,17 +318,25 @@ def _describe(type_: Any) -> str:
     "error",
     "data loss",
     "Dropping a table deletes every row in it. Keep the table until nothing reads it, "
-    "or archive its rows first.",
-    on=("DropTableOp",),
+    "or archive its rows first (the default: the archive keeps them for the downgrade only).",
+    on=("DropTableOp", "ArchiveTableOp"),
 )
 def drop_table(operation: Any, ctx: RuleContext) -> Hit:
+    from alembic.operations import ops
+
     table = operation.table_name
+    # archive_table moves the table into the archive; archive_rows copies its rows there first.
+    kept = not isinstance(operation, ops.DropTableOp) or (table, None) in ctx.archived
 
     def probe(connection: Connection) -> ProbeResult:
         n = table_rows(connection, table)
-        return ProbeResult(f"{_rows(n)} will be deleted." if n else "The table is empty now.")
+        if not n:
+            return ProbeResult("The table is empty now.")
+        gone = "leave the app (only a downgrade brings them back)" if kept else "will be deleted"
+        return ProbeResult(f"{_rows(n)} {gone}.")
 
-    return Hit(f"drops table {table}", probe=probe)
+    kept_words = ", kept in the archive for the downgrade" if kept else ""
+    return Hit(f"drops table {table}{kept_words}", probe=probe)
 
 
 @rule(
@@ -330,18 +344,22 @@ def drop_table(operation: Any, ctx: RuleContext) -> Hit:
     "drop-column",
     "error",
     "data loss",
-    "Dropping a column deletes its values in every row; a downgrade brings the column back empty.",
+    "Dropping a column deletes its values in every row; unless they were archived first (the default: "
+    "kept for the downgrade only), a downgrade brings the column back empty.",
     on=("DropColumnOp",),
 )
 def drop_column(operation: Any, ctx: RuleContext) -> Hit:
     table, column = operation.table_name, operation.column_name
+    kept = (table, column) in ctx.archived
+    fate = "that leaves the app (only a downgrade brings it back)" if kept else "that will be lost"
 
     def probe(connection: Connection) -> ProbeResult:
         q = _quote(connection, column)
         n = _scalar(connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE {q} IS NOT NULL")
-        return ProbeResult(f"{_rows_of(n, table, 'holds', 'hold')} a value that will be lost." if n else None)
+        return ProbeResult(f"{_rows_of(n, table, 'holds', 'hold')} a value {fate}." if n else None)
 
-    return Hit(f"drops column {table}.{column}", column, probe)
+    kept_words = ", kept in the archive for the downgrade" if kept else ""
+    return Hit(f"drops column {table}.{column}{kept_words}", column, probe)
 
 
 @rule(
@@ -643,7 +661,7 @@ def set_not_null_without_check(operation: Any, ctx: RuleContext) -> Hit | None:
     "breaks the running app version",
     "Renaming or dropping a table or column breaks the app version still running during a "
     "deploy. Deploy code that stops using it first, then migrate (expand, then contract).",
-    on=("DropColumnOp", "DropTableOp", "RenameTableOp", "AlterColumnOp"),
+    on=("DropColumnOp", "DropTableOp", "RenameTableOp", "AlterColumnOp", "ArchiveTableOp"),
 )
 def breaks_running_app(operation: Any, ctx: RuleContext) -> Hit | None:
     from alembic.operations import ops
@@ -651,8 +669,8 @@ def breaks_running_app(operation: Any, ctx: RuleContext) -> Hit | None:
     table = operation.table_name
     if isinstance(operation, ops.DropColumnOp):
         what = f"drops column {table}.{operation.column_name}"
-    elif isinstance(operation, ops.DropTableOp):
-        what = f"drops table {table}"
+    elif not isinstance(operation, ops.AlterColumnOp | ops.RenameTableOp):
+        what = f"drops table {table}"  # drop_table, or archive_table (renamed into the archive)
     elif isinstance(operation, ops.RenameTableOp):
         what = f"renames table {table} to {operation.new_table_name}"
     elif operation.modify_name:
@@ -671,6 +689,13 @@ _FILL_NULLS = re.compile(
 )
 
 
+def filled_column(operation: Any) -> tuple[str, str] | None:
+    """(table, column) whose NULLs ``operation`` fills, when it is ``migrate --fill``'s UPDATE."""
+    sql = getattr(operation, "sqltext", None)
+    fill = _FILL_NULLS.match(sql) if isinstance(sql, str) else None
+    return (fill.group(1).strip('"'), fill.group(2).strip('"')) if fill else None
+
+
 def findings_per_operation(
     operations: Iterable[MigrateOperation],
     dialect: str,
@@ -686,12 +711,15 @@ def findings_per_operation(
     """
     from alembic.operations import ops
 
+    from flask_evolve.runtime.archive_ops import ArchiveColumnsOp, ArchiveRowsOp, ArchiveValuesOp
+
     skipped = set(ignore)
     pairs: list[tuple[MigrateOperation, list[Finding]]] = []
     new_tables: set[str] = set()
     filled: set[tuple[str, str]] = set()
+    archived: set[tuple[str, str | None]] = set()
     for operation in flatten(operations):
-        ctx = RuleContext(dialect, frozenset(new_tables), frozenset(filled))
+        ctx = RuleContext(dialect, frozenset(new_tables), frozenset(filled), frozenset(archived))
         found = [
             replace(f, revision=revision)
             for rule_ in RULES.values()
@@ -701,10 +729,14 @@ def findings_per_operation(
         pairs.append((operation, found))
         if isinstance(operation, ops.CreateTableOp):
             new_tables.add(operation.table_name)
-        if isinstance(operation, ops.ExecuteSQLOp) and isinstance(operation.sqltext, str):
-            fill = _FILL_NULLS.match(operation.sqltext)
-            if fill:
-                filled.add((fill.group(1).strip('"'), fill.group(2).strip('"')))
+        if getattr(operation, "on", None) == "upgrade":
+            if isinstance(operation, ArchiveColumnsOp) and not isinstance(operation, ArchiveValuesOp):
+                archived.update((operation.table_name, column) for column in operation.columns)
+            elif isinstance(operation, ArchiveRowsOp):
+                archived.add((operation.table_name, None))
+        fill = filled_column(operation) if isinstance(operation, ops.ExecuteSQLOp) else None
+        if fill:
+            filled.add(fill)
     return pairs
 
 

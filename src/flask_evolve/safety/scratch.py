@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -11,6 +14,15 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("flask_evolve")
+
+#: Every temporary PostgreSQL scratch database's name starts so.
+SCRATCH_PREFIX = "flask_evolve_scratch_"
+
+#: The comment each scratch database carries: the process that made it, and where it runs.
+_OWNER = "flask-evolve scratch database of process {pid} on {host}"
+_OWNER_PATTERN = re.compile(r"flask-evolve scratch database of process (\d+) on (.+)")
 
 
 class ScratchError(Exception):
@@ -52,10 +64,11 @@ def scratch_engine(live_url: sa.URL | str, scratch_url: str | None = None) -> It
 
 
 def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
-    name = f"flask_evolve_scratch_{uuid.uuid4().hex[:12]}"
+    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
+            _remove_stale_scratch_databases(connection)
             # template0: nobody connects to it, so concurrent creates never collide.
             connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
     except sa.exc.DBAPIError as exc:
@@ -68,16 +81,80 @@ def _postgresql_scratch(url: sa.URL) -> Iterator[sa.Engine]:
         url.set(database=name), poolclass=NullPool, connect_args={"options": "-c synchronous_commit=off"}
     )
     try:
+        with admin.connect() as connection:
+            # Who made it: a later run drops it if this process is killed before its own DROP.
+            owner = _OWNER.format(pid=os.getpid(), host=socket.gethostname()).replace("'", "''")
+            connection.execute(sa.text(f"COMMENT ON DATABASE \"{name}\" IS '{owner}'"))
         _create_live_schemas(admin, engine)
         yield engine
     finally:
         engine.dispose()
         with admin.connect() as connection:
-            try:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except sa.exc.ProgrammingError:  # PostgreSQL < 13 has no FORCE; our engine is disposed.
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            _drop_database(connection, name)
         admin.dispose()
+
+
+def _drop_database(admin: sa.Connection, name: str) -> None:
+    """DROP DATABASE, ending the sessions still connected to it (from PostgreSQL 13 on)."""
+    try:
+        admin.execute(sa.text(f"DROP DATABASE IF EXISTS {_quoted(admin, name)} WITH (FORCE)"))
+    except sa.exc.ProgrammingError:  # PostgreSQL < 13 has no FORCE.
+        admin.execute(sa.text(f"DROP DATABASE IF EXISTS {_quoted(admin, name)}"))
+
+
+def _owner_is_gone(comment: str | None) -> bool:
+    """Whether the process named by a scratch database's comment ran on this host and has ended.
+
+    A database without our comment, or made on another host, is never judged gone: nothing
+    here can tell whether its verify still runs.
+    """
+    owner = _OWNER_PATTERN.fullmatch(comment or "")
+    if owner is None or owner.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # PermissionError: alive, someone else's
+    return False
+
+
+def _remove_stale_scratch_databases(admin: sa.Connection) -> None:
+    """Drop the scratch databases that a killed run (SIGKILL, power cut) could not drop itself.
+
+    Only those whose owner process ran on this host and is gone: a concurrent run's
+    database always has a live owner. Whatever fails here is left for a later run.
+    """
+    try:
+        rows = admin.execute(
+            sa.text(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE left(datname, length(:prefix)) = :prefix"
+            ),
+            {"prefix": SCRATCH_PREFIX},
+        ).all()
+    except sa.exc.DBAPIError:
+        return
+    removed = []
+    for name, comment in rows:
+        if not _owner_is_gone(comment):
+            continue
+        try:
+            # Sessions may still be connected: the dead run's, finishing their last statement.
+            _drop_database(admin, name)
+        except sa.exc.DBAPIError:
+            continue
+        removed.append(name)
+    if removed:
+        from flask_evolve.runtime.logs import keep_progress_visible
+
+        keep_progress_visible()
+        log.warning(
+            "Removed %d scratch database(s) that killed Flask-Evolve runs on this host left behind: %s.",
+            len(removed),
+            ", ".join(removed),
+        )
 
 
 def _create_live_schemas(live: sa.Engine, scratch: sa.Engine) -> None:

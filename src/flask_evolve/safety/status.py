@@ -43,6 +43,20 @@ class Status:
     command: str = "flask db"
 
     @property
+    def not_checked(self) -> list[str]:
+        """What status was asked to check and could not: never reported as a pass."""
+        reasons = []
+        uncaptured = sum(p.uncaptured is not None for p in self.pending)
+        if uncaptured:
+            reasons.append(
+                f"the risks of {uncaptured} pending revision{'s' if uncaptured > 1 else ''} "
+                "(their upgrade() could not be run offline)"
+            )
+        if self.drift_error:
+            reasons.append(f"drift ({self.drift_error})")
+        return reasons
+
+    @property
     def archive_bytes(self) -> int | None:
         """The archive's size on disk, or None when the database cannot tell."""
         sizes = [t.size for t in self.archive]
@@ -66,6 +80,8 @@ class Status:
             "drift_details": self.drift or [],
             "drift_error": self.drift_error,
             "drift_checked": self.drift_checked,
+            "complete": not self.not_checked,
+            "not_checked": self.not_checked,
             "archive": {
                 "tables": [
                     {
@@ -110,7 +126,7 @@ class Status:
         if not self.drift_checked:
             lines.append("Drift:            not checked")
         elif self.drift_error:
-            lines.append(f"Drift:            unknown ({self.drift_error})")
+            lines.append(f"Drift:            {style('not checked', fg='red')} ({self.drift_error})")
         elif self.drift is None:
             lines.append("Drift:            unknown (no recorded revision)")
         elif self.drift:
@@ -129,6 +145,8 @@ class Status:
                 f"Archive:          {size} in {len(self.archive)} table(s){where}, {rows} row(s) "
                 f"kept for downgrades (`{self.command} archive` lists them, `--purge` deletes them)"
             )
+        if self.not_checked:
+            lines.append(style(f"Not checked: {'; '.join(self.not_checked)}.", fg="red"))
         return "\n".join(lines)
 
 

@@ -67,14 +67,16 @@ class Step:
     notes: list[str] = field(default_factory=list)
     #: A phase failed on PostgreSQL's column limit (SQLSTATE 54011), which a fresh scratch may avoid.
     column_limit: bool = False
+    #: An earlier step failed, so this one was not replayed: unchecked, never a pass.
+    replayed: bool = True
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.replayed
 
     def line(self) -> str:
         times = "  ".join(f"{name} {seconds * 1000:.0f}ms" for name, seconds in self.timings.items())
-        verdict = "ok" if self.ok else "FAIL"
+        verdict = "SKIP" if not (self.replayed or self.problems) else "ok" if self.ok else "FAIL"
         where = f"[{database_label(self.database)}] " if self.database is not None else ""
         text = f"  {verdict:<4} {self.revision}  {where}{self.message[:40]:<40}  {times}".rstrip()
         return "\n".join([text, *(f"         {line}" for line in [*self.notes, *self.problems])])
@@ -99,10 +101,13 @@ class Verification:
             return [f"verify: skipped: {self.skipped}"]
         lines = [s.line() for s in self.steps]
         lines += [f"  FAIL {p}" for p in self.problems]
-        failed = sum(not s.ok for s in self.steps) + len(self.problems)
-        verdict = "OK" if self.ok else f"FAILED ({failed} problem{'s' if failed != 1 else ''})"
+        failed = sum(bool(s.problems) for s in self.steps) + len(self.problems)
+        unreplayed = sum(not s.replayed for s in self.steps)
+        counts = [f"{failed} problem{'s' if failed != 1 else ''}"] if failed else []
+        counts += [f"{unreplayed} step{'s' if unreplayed != 1 else ''} not replayed"] if unreplayed else []
+        verdict = "OK" if self.ok else f"FAILED ({', '.join(counts)})"
         databases = {s.database for s in self.steps if s.database is not None}
-        revisions = len({s.revision for s in self.steps})
+        revisions = len({s.revision for s in self.steps if s.replayed})
         on = f" on {len(databases)} databases" if len(databases) > 1 else ""
         scope = self.scope or f"{revisions} revision(s) replayed{on}"
         lines.append(f"verify: {verdict}: {scope} in {self.seconds:.2f}s.")
@@ -117,8 +122,8 @@ class Verification:
             "seconds": round(self.seconds, 4),
             "problems": self.problems,
             "steps": [
-                {"revision": s.revision, "message": s.message, "ok": s.ok, "timings": s.timings,
-                 "problems": s.problems, "notes": s.notes, "database": s.database}
+                {"revision": s.revision, "message": s.message, "ok": s.ok, "replayed": s.replayed,
+                 "timings": s.timings, "problems": s.problems, "notes": s.notes, "database": s.database}
                 for s in self.steps
             ],
         }
@@ -404,6 +409,9 @@ def _replay(
                     broken = True  # Later steps cannot run on a half-migrated schema.
                 else:
                     before = after
+            else:
+                step.replayed = False
+                step.notes.append("not replayed: an earlier step failed")
             if missing:
                 step.problems.insert(0, missing)
             result.steps.append(step)
