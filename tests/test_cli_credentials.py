@@ -15,8 +15,6 @@ from tests.harness import Project
 from tests.postgres_server import PostgresServer, quote_ident
 from tests.test_runtime_bad_input import _folder_hash
 
-pytestmark = pytest.mark.postgresql
-
 RIGHT = "R1ght-Pa55word"
 WRONG = "Wr0ng-Pa55word"
 
@@ -98,6 +96,7 @@ def _wait_for_password_check(wrong_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.postgresql
 @pytest.mark.parametrize("where", ["netloc", "query"])
 def test_no_command_prints_the_password(
     where: str, password_login: Callable[[str, str], str], tmp_path: Path
@@ -139,6 +138,7 @@ def test_no_command_prints_the_password(
     project.dispose()
 
 
+@pytest.mark.postgresql
 def test_check_says_it_could_not_check(tmp_path: Path, postgres_server: PostgresServer) -> None:
     """Exit 5, not 1: `flask db check` exits 1 when the models changed, and scripts act on that."""
     missing = sa.make_url(postgres_server.admin_url).set(database=f"no_such_{uuid.uuid4().hex[:8]}")
@@ -150,3 +150,28 @@ def test_check_says_it_could_not_check(tmp_path: Path, postgres_server: Postgres
         assert result.returncode == 5, result
         assert result.stderr.startswith("Error: Database error on ") and "does not exist" in result.stderr
         assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output, result
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://me:S3cret@db/app", "postgresql://me:***@db/app"),
+        ("postgresql://me:p@ss:w0rd@db/app: failed", "postgresql://me:***@db/app: failed"),
+        (
+            "postgresql://me@/app?host=/run&password=S3cret: failed",
+            "postgresql://me@/app?host=/run&password=***: failed",
+        ),
+        ("mysql://root@db/x?passwd=S3cret&charset=utf8", "mysql://root@db/x?passwd=***&charset=utf8"),
+        (
+            "invalid dsn: host=db password='S3 cret' sslpassword=S3cret",
+            "invalid dsn: host=db password=*** sslpassword=***",
+        ),
+        ('PGPASSWORD="S3cret" psql', "PGPASSWORD=*** psql"),
+        ('password authentication failed for user "me"', 'password authentication failed for user "me"'),
+    ],
+)
+def test_every_credential_form_is_masked(text: str, masked: str) -> None:
+    from flask_evolve.errors import hide_credentials
+
+    assert hide_credentials(text) == masked
+    assert hide_credentials(masked) == masked

@@ -86,18 +86,21 @@ def _known_secrets() -> list[str]:
     """The credentials of the app's database URLs and of --scratch-url, masked wherever they appear in
     an error (a driver may echo one in a form :func:`hide_credentials` does not recognise)."""
     config = current_app.config if current_app else {}
-    binds = config.get("SQLALCHEMY_BINDS") or {}
-    urls = [config.get("SQLALCHEMY_DATABASE_URI"), *binds.values()]
     context = click.get_current_context(silent=True)
-    urls.append(context.params.get("scratch_url") if context else None)
     secrets = []
-    for url in urls:
-        options = url if isinstance(url, dict) else {"url": url}
-        if options.get("url"):
-            secrets += url_secrets(options["url"])
-        for given in (options, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}):
-            arguments = given.get("connect_args") or {}
-            secrets += [str(value) for name, value in arguments.items() if is_secret_name(name)]
+    try:
+        binds = config.get("SQLALCHEMY_BINDS") or {}
+        urls = [config.get("SQLALCHEMY_DATABASE_URI"), *binds.values()]
+        urls.append(context.params.get("scratch_url") if context else None)
+        for url in urls:
+            options = url if isinstance(url, dict) else {"url": url}
+            if options.get("url"):
+                secrets += url_secrets(options["url"])
+            for given in (options, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}):
+                arguments = given.get("connect_args") or {}
+                secrets += [str(value) for name, value in arguments.items() if is_secret_name(name)]
+    except Exception:  # an odd config must not turn the one error line into a traceback
+        pass
     return secrets
 
 
