@@ -415,6 +415,41 @@ def test_an_archive_kept_by_a_script_without_archive_types_still_comes_back(proj
     assert archive_tables(project) == set()
 
 
+def test_a_downgrade_stopped_by_a_purged_archive_says_where_the_database_is_now(project: Project) -> None:
+    """Each migration commits on its own: the steps before the one that refuses stay applied."""
+    start(
+        project,
+        employee("email = db.Column(db.String(120))"),
+        {"employee": [{"name": "Ada", "email": "ada@example.com"}]},
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    project.flask("db", "upgrade")
+    write(project, employee("age = db.Column(db.Integer)"))
+    project.flask("db", "migrate", "-m", "age")
+    project.flask("db", "upgrade")
+    versions = project.migrations / "versions"
+    drop, age = (next(versions.glob(f"*_{name}.py")).name.split("_")[0] for name in ("drop", "age"))
+    project.flask("db", "archive", "--purge")
+    folder = sorted(p.name for p in versions.glob("*.py"))
+
+    stopped = project.flask("db", "downgrade", "base", ok=False)
+
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in stopped.output, stopped
+    assert "nothing was changed" not in errors[0], stopped
+    assert f"the database is now at {drop} (it was at {age})" in errors[0], stopped
+    assert f"`flask db upgrade {age}` takes it back" in errors[0], stopped
+    # The "age" step was undone and committed; the "drop" step, which refused, left everything as it was.
+    assert project.version() == [drop]
+    assert set(project.columns("employee")) == {"id", "name"}
+    assert project.rows("employee") == [{"id": 1, "name": "Ada"}]
+    assert sorted(p.name for p in versions.glob("*.py")) == folder
+
+    project.flask("db", "upgrade", age)
+    assert project.version() == [age]
+
+
 def test_purge_before_a_revision_keeps_newer_archives(sqlite_project: Project) -> None:
     project = sqlite_project
     start(

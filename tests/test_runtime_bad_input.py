@@ -242,6 +242,7 @@ CASES = [
     Case("upgrade to a typo", ("upgrade", "r9"), "No revision 'r9'"),
     Case("downgrade to a typo", ("downgrade", "r9"), "r9"),
     Case("stamp a typo", ("stamp", "r9"), "r9"),
+    Case("stamp --purge a typo", ("stamp", "--purge", "r9"), "No revision 'r9'"),
     Case("downgrade too far", ("downgrade", "-5"), "-5"),
     Case("range without --sql", ("upgrade", "r1:r2"), "--sql"),
     Case("show a typo", ("show", "r9"), "r9"),
@@ -250,6 +251,20 @@ CASES = [
     Case("unknown command", ("upgrad",), "No such command"),
     Case("lock timeout not a number", ("upgrade", "--lock-timeout", "soon"), "--lock-timeout"),
     Case("negative lock timeout", ("upgrade", "--lock-timeout", "-1"), "--lock-timeout"),
+    Case("lock timeout nan", ("upgrade", "--lock-timeout", "nan"), "--lock-timeout"),
+    Case("lock timeout inf", ("stamp", "--lock-timeout", "inf", "r2"), "--lock-timeout"),
+    Case("--rev-id base", ("revision", "-m", "x", "--rev-id", "base"), "'base' is a name Alembic reserves"),
+    Case("--rev-id heads for a merge", ("merge", "--rev-id", "heads", "heads"), "Alembic reserves"),
+    Case(
+        "--rev-id outside the folder",
+        ("revision", "-m", "x", "--rev-id", "../escaped"),
+        "use only ASCII letters, digits and underscores",
+    ),
+    Case(
+        "--rev-id with SQL in it",
+        ("revision", "-m", "x", "--rev-id", "y'); DROP TABLE item; SELECT ('"),
+        "use only ASCII letters, digits and underscores",
+    ),
     # -- the app ----------------------------------------------------------------------
     Case(
         "app import error", ("upgrade",), "No module named 'not_installed' (app.py, line", _app_import_error
@@ -267,9 +282,39 @@ CASES = [
         _url(f"postgresql+psycopg://someone:{SECRET}@127.0.0.1:9/nowhere?connect_timeout=3"),
     ),
     Case(
+        "password in the query string, unreachable server",
+        ("upgrade",),
+        "check the host and port",
+        _url(f"postgresql+psycopg://someone@127.0.0.1:9/nowhere?password={SECRET}&connect_timeout=3"),
+    ),
+    Case(
+        "check on an unreachable server",
+        ("check", "--drift"),
+        "check the host and port",
+        _url(f"postgresql+psycopg://someone@127.0.0.1:9/nowhere?password={SECRET}&connect_timeout=3"),
+    ),
+    Case(
+        "archive --purge on an unreachable server",
+        ("archive", "--purge"),
+        "check the host and port",
+        _url(f"postgresql+psycopg://someone:{SECRET}@127.0.0.1:9/nowhere?connect_timeout=3"),
+    ),
+    Case(
         "SQLite file in a missing folder",
         ("upgrade",),
         "does not exist",
+        _url("sqlite:////nonexistent/dir/app.db"),
+    ),
+    Case(
+        "check on SQLite in a missing folder",
+        ("check",),
+        "unable to open",
+        _url("sqlite:////nonexistent/dir/app.db"),
+    ),
+    Case(
+        "archive on SQLite in a missing folder",
+        ("archive",),
+        "unable to open",
         _url("sqlite:////nonexistent/dir/app.db"),
     ),
     Case("read-only SQLite file", ("upgrade",), "read-only", _read_only),
@@ -282,6 +327,8 @@ CASES = [
     ),
     Case("unknown role with a password", ("upgrade",), "someone_else", postgresql=True),
     Case("missing PostgreSQL database", ("upgrade",), "does not exist", postgresql=True),
+    Case("missing PostgreSQL database: check", ("check",), "does not exist", postgresql=True),
+    Case("missing PostgreSQL database: archive", ("archive",), "does not exist", postgresql=True),
     Case("--backup on PostgreSQL", ("upgrade", "--backup"), "SQLite only", postgresql=True),
 ]
 
@@ -321,7 +368,7 @@ def _postgres_case_url(case: Case, url: str) -> str:
     parsed = sa.make_url(url)
     if case.name == "unknown role with a password":
         parsed = parsed.set(username="someone_else", password=SECRET)
-    elif case.name == "missing PostgreSQL database":
+    elif case.name.startswith("missing PostgreSQL database"):
         parsed = parsed.set(database="no_such_database", password=SECRET)
     return parsed.render_as_string(hide_password=False)
 

@@ -6,6 +6,7 @@ import atexit
 import functools
 import gc
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from flask import current_app, g
 from flask.cli import AppGroup, FlaskGroup, NoAppException, ScriptInfo
 
 from flask_evolve import commands
-from flask_evolve.errors import MigrationError
+from flask_evolve.errors import MigrationError, hide_credentials, is_secret_name, url_secrets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,10 +41,18 @@ def _x_arg_option(f: F) -> F:
     return click.option("-x", "--x-arg", multiple=True, help=_X_ARG_HELP)(f)
 
 
+def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets nan (no comparison holds) and inf through.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds: give one such as 30.")
+    return value
+
+
 def _lock_timeout_option(f: F) -> F:
     return click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
+        callback=_finite_seconds,
         default=None,
         metavar="SECONDS",
         help="Give up if another migration holds the lock for longer than this (default: wait)",
@@ -67,10 +76,32 @@ def _one_line_errors(f: F) -> F:
         try:
             return f(*args, **kwargs)
         except MigrationError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {hide_credentials(str(exc), _known_secrets())}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _known_secrets() -> list[str]:
+    """The credentials of the app's database URLs and of --scratch-url, masked wherever they appear in
+    an error (a driver may echo one in a form :func:`hide_credentials` does not recognise)."""
+    config = current_app.config if current_app else {}
+    context = click.get_current_context(silent=True)
+    secrets = []
+    try:
+        binds = config.get("SQLALCHEMY_BINDS") or {}
+        urls = [config.get("SQLALCHEMY_DATABASE_URI"), *binds.values()]
+        urls.append(context.params.get("scratch_url") if context else None)
+        for url in urls:
+            options = url if isinstance(url, dict) else {"url": url}
+            if options.get("url"):
+                secrets += url_secrets(options["url"])
+            for given in (options, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}):
+                arguments = given.get("connect_args") or {}
+                secrets += [str(value) for name, value in arguments.items() if is_secret_name(name)]
+    except Exception:  # an odd config must not turn the one error line into a traceback
+        pass
+    return secrets
 
 
 _exit_collection_skipped = False
@@ -580,7 +611,7 @@ def db_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
         try:
             app = ctx.ensure_object(ScriptInfo).load_app()
         except Exception as exc:
-            click.echo(f"Error: {_app_load_error(exc)}", err=True)
+            click.echo(f"Error: {hide_credentials(_app_load_error(exc))}", err=True)
             sys.exit(1)
         ctx.with_resource(app.app_context())
     else:

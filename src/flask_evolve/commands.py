@@ -19,12 +19,14 @@ from flask_evolve.errors import (
     UserInputError,
     database_advice,
     database_error_line,
+    display_url,
     explain_alembic_error,
     explain_database_error,
     explain_revision_map_warning,
     not_null_violation,
 )
 from flask_evolve.migration_run import is_multidb, migration_run
+from flask_evolve.revision_input import checked_rev_id, script_message
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -154,7 +156,7 @@ def _default_database() -> tuple[str, Any]:
         engine = _default_sync_engine()
     except Exception:
         return "the database", None
-    return engine.url.render_as_string(hide_password=True), engine
+    return display_url(engine.url), engine
 
 
 def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
@@ -164,8 +166,6 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
     afterwards, so the user knows what to fix and what state they are in.
     """
     from sqlalchemy.exc import DBAPIError, IdentifierError, SQLAlchemyError
-
-    from flask_evolve.runtime.transactions import is_transactional
 
     folder = os.path.abspath(_directory(directory))
     if isinstance(exc, SyntaxError) and exc.filename:
@@ -199,15 +199,7 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
                 return explain_database_error(exc, database=_default_database()[0])
             return f"{where} failed: {what}: fix env.py, then run the command again."
         url, engine = _default_database()
-        revisions = _database_revisions()
-        at = f"revision {', '.join(revisions)}" if revisions else "no revision (empty)"
-        if engine is not None and is_transactional(engine):
-            outcome = f"that migration was rolled back and the database is at {at}"
-        else:
-            outcome = (
-                f"statements before the failure may have been applied (no transactional DDL "
-                f"on this database); the database records {at}"
-            )
+        outcome = _outcome_of_failed_migration(engine)
         fix = (database_advice(what) if is_database_error else None) or "fix the migration"
         not_null = not_null_violation(what) if is_database_error else None
         if not_null is not None:
@@ -219,6 +211,52 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
     if is_database_error:
         return f"{what}."
     return None
+
+
+def _outcome_of_failed_migration(engine: Any) -> str:
+    """What a failed migration left behind: the revision the database records now, read after the failure."""
+    from flask_evolve.runtime.transactions import is_transactional
+
+    revisions = _database_revisions()
+    at = f"revision {', '.join(revisions)}" if revisions else "no revision (empty)"
+    if engine is not None and is_transactional(engine):
+        return f"that migration was rolled back and the database is at {at}"
+    return (
+        f"statements before the failure may have been applied (no transactional DDL "
+        f"on this database); the database records {at}"
+    )
+
+
+#: A migration's own refusal speaks of its own step; the steps before it may have committed.
+_NOTHING_CHANGED = re.compile(r"(?:[,;.]\s*(?:and\s+)?|\s+)nothing was changed\.?\s*$", re.I)
+
+
+@contextmanager
+def _where_the_downgrade_stopped(directory: PathLike | None, sql: bool) -> Iterator[None]:
+    """When a downgrade script refuses to go on (a purged archive, a refused ``--fill``) after earlier
+    steps committed (each migration commits on its own), say where the database is now, not that
+    nothing was changed."""
+    if sql:
+        yield
+        return
+    before = sorted(_database_revisions())
+    try:
+        yield
+    except MigrationError as exc:
+        location = _script_frame(exc, os.path.abspath(_directory(directory)))
+        after = sorted(_database_revisions())
+        if location is None or os.path.basename(location[0]) == "env.py" or after == before:
+            raise
+        was = ", ".join(before) or "base"
+        now = ", ".join(after) or "no revision (base)"
+        what = _NOTHING_CHANGED.sub("", str(exc).strip()).rstrip(".")
+        back = f"flask {_migrate_extension().command} upgrade {was}"
+        error = MigrationError(
+            f"{what}; that step was rolled back, but the steps before it were applied: the database is "
+            f"now at {now} (it was at {was}); `{back}` takes it back."
+        )
+        error.exit_code = exc.exit_code
+        raise error from exc
 
 
 def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
@@ -347,6 +385,7 @@ def revision(
     """Create a new revision file; return Alembic's Script (or list of them)."""
     from alembic import command
 
+    rev_id, message = checked_rev_id(rev_id), script_message(message)
     config = _config(directory, opts=["autogenerate"] if autogenerate else None)
     with _explained(directory):
         return command.revision(
@@ -395,6 +434,7 @@ def migrate(
     from flask_evolve.autogen.pipeline import DRY_RUN_ATTRIBUTE
     from flask_evolve.safety.report import REPORT_ATTRIBUTE
 
+    rev_id, message = checked_rev_id(rev_id), script_message(message)
     run_options = {**(options or {}), **({"dry_run": True} if dry_run else {})}
     config = _config(directory, x_arg=x_arg, opts=["autogenerate"], options=run_options)
     with _explained(directory):
@@ -500,6 +540,7 @@ def merge(
     """Merge two or more revisions into a new revision file."""
     from alembic import command
 
+    rev_id, message = checked_rev_id(rev_id), script_message(message)
     config = _config(directory)
     with _explained(directory):
         return command.merge(
@@ -566,7 +607,7 @@ def downgrade(
     config = _config(directory, x_arg=x_arg, options=options)
     if sql and revision == "-1":
         revision = "head:-1"
-    with _explained(directory), migration_run(
+    with _explained(directory), _where_the_downgrade_stopped(directory, sql), migration_run(
         _migrate_extension(),
         config,
         sql=sql,
@@ -641,8 +682,14 @@ def stamp(
 ) -> None:
     """Record a revision in the database without running any migration, under the migration lock."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     config = _config(directory)
+    if not sql:
+        # Before anything is written: `--purge` empties the version table before Alembic looks the
+        # revision up, and a typo would leave the database with no recorded revision.
+        with _explained(directory):
+            ScriptDirectory.from_config(config).get_revisions(revision)
     with _explained(directory), migration_run(
         _migrate_extension(), config, sql=sql, lock_timeout=lock_timeout
     ):
@@ -669,8 +716,10 @@ def _warn_purged_archives(config: AlembicConfig, target: str) -> None:
             for s in script.iterate_revisions(current, target, implicit_base=True)
             if s is not None and s.revision not in (target,)
         ]
-    except (CommandError, RevisionError):
-        return  # not a way down (or an unknown revision, which stamp itself reports)
+    except (CommandError, RevisionError, AssertionError):
+        # Not a way down (or an unknown revision, which stamp itself reports; Alembic asserts on
+        # REV@head when REV has no branch label).
+        return
     sources = []
     for passed_script in passed:
         with open(passed_script.path) as f:
@@ -699,17 +748,25 @@ def check(directory: PathLike | None = None, *, drift: bool = False) -> None:
 
     Raises :class:`CheckError` whose ``exit_code`` says why: 1 the models
     changed, 3 a database is not at head, 4 a database drifted from its
-    recorded revision. A multi-database app has each of its databases checked;
-    an AsyncEngine's database is read through a synchronous driver on its URL.
+    recorded revision, 5 the check could not run (a database that cannot be
+    reached, a broken migrations folder: the message says which). A
+    multi-database app has each of its databases checked; an AsyncEngine's
+    database is read through a synchronous driver on its URL.
 
     :param drift: compare with a scratch replay even when the models and the
         database agree (a change made by hand in both is found only this way).
     """
     from flask_evolve.environment import bind_names
 
-    config = _config(directory)
-    with _synchronous_databases(multidb=bool(bind_names())) as databases:
-        _check_databases(config, directory, databases, drift=drift)
+    try:
+        config = _config(directory)
+        with _explained(directory), _synchronous_databases(multidb=bool(bind_names())) as databases:
+            _check_databases(config, directory, databases, drift=drift)
+    except CheckError:
+        raise
+    except MigrationError as exc:
+        # Not exit 1: that says the models changed, and a script may act on it.
+        raise CheckError(str(exc), CheckError.NOT_CHECKED) from exc
 
 
 def _check_databases(
@@ -941,12 +998,13 @@ def archive(
             older.discard(target.revision)
     kept = []
     chosen = []
-    for connection, found in _archives(revisions):
-        kept += found
-        if purge:
-            purged = [t for t in found if older is None or t.revision in older]
-            archive_store.purge(connection, purged)
-            chosen += purged
+    with _explained(directory):  # a database that cannot be reached: one line
+        for connection, found in _archives(revisions):
+            kept += found
+            if purge:
+                purged = [t for t in found if older is None or t.revision in older]
+                archive_store.purge(connection, purged)
+                chosen += purged
     if purge:
         for table in chosen:
             config.print_stdout(

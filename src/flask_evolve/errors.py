@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 
 class MigrationError(Exception):
@@ -30,7 +32,8 @@ class CheckError(MigrationError):
     1: the models have changes no migration covers (as in Flask-Migrate);
     3: the database is not at the head revision;
     4: the database differs from what its recorded revision should look like (drift);
-    5: ``check --drift`` could not compare the database with its recorded revision.
+    5: the check could not run (the message says why: an unreachable database, or ``check --drift``
+       could not compare the database with its recorded revision).
     """
 
     MODELS_CHANGED = 1
@@ -120,6 +123,77 @@ def explain_alembic_error(
     return first_line
 
 
+#: Names of URL query / libpq connection-string parameters that hold a credential
+#: (password, sslpassword, passwd, pwd, a token or secret).
+_SECRET_NAME = r"[\w.-]*(?:pass(?:word|wd)?|pwd|secret|token)[\w.-]*"
+#: user:password@ in a URL (the password ends at the last @ before the host).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/]*@", re.I)
+#: name=value in a URL query or a key=value connection string; the value may be quoted (and does not end
+#: with the colon of "url: message").
+_SECRET_PARAMETER = re.compile(
+    rf"(?<![\w.-])({_SECRET_NAME})(\s*=\s*)"
+    r"(\*\*\*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?:[^\s&;,)'\"]*[^\s&;,)'\":])?)",
+    re.I,
+)
+MASK = "***"
+
+
+def hide_credentials(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every credential masked, for anything we print that may hold one.
+
+    Masks the password of URLs (``user:***@host``), credential parameters in URL
+    queries and connection strings (``?password=***``, ``sslpassword='***'``), and
+    each literal value in ``secrets`` (the passwords of the app's own URLs, which a
+    driver might echo in a form we do not recognise).
+    """
+    masked = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    masked = _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", masked)
+    for secret in sorted({s for s in secrets if s and len(s) > 2}, key=len, reverse=True):
+        masked = masked.replace(secret, MASK)
+    return masked
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
+
+
+def hide_url_credentials(text: str) -> str:
+    """``text`` with the credentials of the URLs in it masked, and the rest left as it is."""
+    return _URL.sub(lambda m: hide_credentials(m.group(0)), text)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a URL query or connection parameter named ``name`` holds a credential."""
+    return re.fullmatch(_SECRET_NAME, name, re.I) is not None
+
+
+def display_url(url: Any) -> str:
+    """A database URL (a string or SQLAlchemy URL) as we print it: every credential masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        rendered = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        rendered = str(url)
+    return hide_credentials(rendered)
+
+
+def url_secrets(url: Any) -> list[str]:
+    """The credential values a database URL carries: its password and its secret query parameters."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return []
+    secrets = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        if is_secret_name(name):
+            secrets += [value] if isinstance(value, str) else list(value)
+    return [str(s) for s in secrets]
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else text.strip()
@@ -132,11 +206,11 @@ def sqlstate(exc: BaseException) -> str | None:
 
 
 def database_error_line(exc: BaseException) -> str:
-    """The driver's own first line of a SQLAlchemy/DBAPI error, without the SQL or URLs."""
+    """The driver's own first line of a SQLAlchemy/DBAPI error, without the SQL, URLs or credentials."""
     orig = getattr(exc, "orig", None)
     if orig is not None:
-        return f"({type(orig).__module__}.{type(orig).__name__}) {_first_line(str(orig))}"
-    return _first_line(str(exc))
+        return hide_credentials(f"({type(orig).__module__}.{type(orig).__name__}) {_first_line(str(orig))}")
+    return hide_credentials(_first_line(str(exc)))
 
 
 #: Known causes of database errors, matched on the driver's text, with the fix.
@@ -220,7 +294,7 @@ def not_null_violation(line: str) -> tuple[str, str] | None:
 def explain_database_error(exc: BaseException, *, database: str) -> str:
     """One line for a database error raised outside any migration script (connecting, reading the version).
 
-    :param database: the database URL, rendered with its password hidden.
+    :param database: the database URL, rendered by :func:`display_url`.
     """
     line = database_error_line(exc)
     advice = database_advice(line)

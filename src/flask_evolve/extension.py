@@ -106,6 +106,12 @@ def _alembic_config_class() -> type[AlembicConfig]:
         def get_template_directory(self) -> str:
             return self.template_directory or _template_root()
 
+        def print_stdout(self, text: str, *arg: Any) -> None:
+            # Alembic prints the database URL (`current -v`) with only its netloc password hidden.
+            from flask_evolve.errors import hide_url_credentials
+
+            super().print_stdout(hide_url_credentials(str(text) % arg if arg else str(text)))
+
     return Config
 
 

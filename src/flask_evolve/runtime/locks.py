@@ -207,7 +207,9 @@ def _postgresql_advisory_lock(
 
 
 def _display(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+    from flask_evolve.errors import display_url
+
+    return display_url(url)
 
 
 def _identity(url: URL) -> str:

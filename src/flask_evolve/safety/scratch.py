@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from flask_evolve.errors import display_url, hide_credentials
+
 log = logging.getLogger("flask_evolve")
 
 #: Every temporary PostgreSQL scratch database's name starts so.
@@ -165,7 +167,8 @@ def _create_live_schemas(live: sa.Engine, scratch: sa.Engine) -> None:
 
 
 def _driver_line(exc: sa.exc.DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return hide_credentials(line)
 
 
 def user_schemas(connection: sa.Connection) -> list[str]:
@@ -200,12 +203,12 @@ def _given_scratch(live_url: sa.URL, scratch_url: str) -> Iterator[sa.Engine]:
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise ScratchError(
-            f"Could not connect to the scratch database {engine.url!r} ({_driver_line(exc)}): "
+            f"Could not connect to the scratch database {display_url(engine.url)} ({_driver_line(exc)}): "
             "check --scratch-url."
         ) from exc
     if any(kind == "TABLE" for kind, _, _ in found):
         engine.dispose()
-        raise ScratchError(f"The scratch database {engine.url!r} is not empty: give an empty one.")
+        raise ScratchError(f"The scratch database {display_url(engine.url)} is not empty: give an empty one.")
     try:
         if engine.dialect.name == "postgresql" and live_url.get_backend_name() == "postgresql":
             live = sa.create_engine(live_url, poolclass=NullPool)

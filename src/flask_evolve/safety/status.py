@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from flask_evolve.errors import hide_credentials
 from flask_evolve.runtime.archive_store import ArchivedTable, human_size, list_archive
 from flask_evolve.safety.capture import CaptureError
 from flask_evolve.safety.drift import drift, recorded_revisions, version_table_of
@@ -195,7 +196,8 @@ def status(
         try:
             result.drift = drift(config, live, scratch_url, compare_args=compare_args)
         except Exception as exc:
-            result.drift_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            result.drift_error = hide_credentials(line)
     return result
 
 
