@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.harness import Project
 
-pytest_plugins = ["tests.postgres_server"]
+pytest_plugins = ["tests.postgres_server", "tests.flask_migrate_templates"]
 
 # hypothesis: no deadline and no too-slow health check anywhere, since this machine's 2 cores are
 # shared and a slow example is noise, not a bug. Under CI=true (.ci/run) the examples are derived from

@@ -398,7 +398,14 @@ def revision(
             branch_label=branch_label,
             version_path=version_path,
             rev_id=rev_id,
+            process_revision_directives=_revision_hook(),
         )
+
+
+def _revision_hook() -> Any:
+    """Our autogenerate pipeline, handed to Alembic's command rather than through env.py, so
+    that every env.py generation runs it once (theirs pass a hook of their own)."""
+    return current_app.extensions["migrate"].revision_hook()
 
 
 def migrate(
@@ -448,6 +455,7 @@ def migrate(
             branch_label=branch_label,
             version_path=version_path,
             rev_id=rev_id,
+            process_revision_directives=_revision_hook(),
         )
     _print_reports(config.attributes.get(REPORT_ATTRIBUTE, []))
     rendered = config.attributes.get(DRY_RUN_ATTRIBUTE)

@@ -48,12 +48,14 @@ class _MigrateConfig:
 
     @property
     def configure_args(self) -> dict[str, Any]:
-        """``context.configure()`` arguments, with our autogenerate pipeline as the
-        ``process_revision_directives`` hook (wrapping the app's own, if given).
+        """``context.configure()`` arguments: the app's own, plus our comparators and the
+        ``include_name`` hook that hides the archive's tables.
 
-        Old Flask-Migrate env.py files install their own hook only when this
-        dict has none, so they run our pipeline too. Built on first use, so that
-        app start-up imports nothing of Alembic.
+        ``process_revision_directives`` is here only if the app gave one: our autogenerate
+        pipeline is passed by ``flask db migrate``/``revision`` to Alembic's command itself
+        (see :func:`revision_hook`), because the env.py files of Flask-Migrate 2.0 to 4.0.4
+        pass their own hook next to ``**configure_args`` and a second one is a TypeError.
+        Built on first use, so that app start-up imports nothing of Alembic.
         """
         from flask_evolve.runtime.logs import keep_progress_visible
 
@@ -62,19 +64,26 @@ class _MigrateConfig:
         if self._configure_args is None:
             from flask_evolve.autogen import comparators
             from flask_evolve.autogen.archive import exclude_archive_tables
-            from flask_evolve.autogen.pipeline import make_process_revision_directives
-            from flask_evolve.environment import bind_names
 
             args = dict(self._given_configure_args)
             # Detection Flask-Migrate leaves off; the app's own values win.
             args.setdefault("compare_server_default", comparators.compare_server_default)
             args.setdefault("autogenerate_plugins", list(comparators.DEFAULT_PLUGINS))
-            args["process_revision_directives"] = make_process_revision_directives(
-                args.get("process_revision_directives"), database_names=bind_names
-            )
             args["include_name"] = exclude_archive_tables(args.get("include_name"))
             self._configure_args = args
         return self._configure_args
+
+    def revision_hook(self) -> Any:
+        """Our autogenerate pipeline, as the command-level ``process_revision_directives`` of
+        Alembic's ``command.revision()``; Alembic calls it before the env.py's own hook."""
+        from flask_evolve.autogen.pipeline import make_process_revision_directives
+        from flask_evolve.environment import bind_names
+
+        return make_process_revision_directives(
+            self._given_configure_args.get("process_revision_directives"),
+            database_names=bind_names,
+            configure_args=self.configure_args,
+        )
 
     @configure_args.setter
     def configure_args(self, value: dict[str, Any]) -> None:

@@ -27,6 +27,8 @@ def keep_progress_visible() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
         logger.addHandler(handler)
+        # An env.py's later fileConfig() gives the root a console handler: one line, not two.
+        logger.propagate = False
     # One line per autogenerate plugin on every migrate is noise, not progress.
     plugins = logging.getLogger("alembic.runtime.plugins")
     if plugins.level == logging.NOTSET:

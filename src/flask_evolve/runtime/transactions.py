@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -152,6 +153,50 @@ class _SQLiteTransactions(_AutocommitReporter):
             )
 
 
+def _sqlite_file(engine: Engine) -> str | None:
+    from flask_evolve.runtime.locks import sqlite_database_path
+
+    if engine.dialect.name != "sqlite":
+        return None
+    path = sqlite_database_path(engine.url)
+    return os.path.realpath(path) if path else None
+
+
+class _EnginesOfTheRun:
+    """Gives the same transactions to engines an env.py builds itself on a migrated SQLite file.
+
+    Flask-Migrate's env.py files up to 2.x call ``engine_from_config(..., poolclass=NullPool)``
+    on the app's URL instead of using its engine: without this, their DDL would commit
+    statement by statement. A class-level listener sees each such engine on its first
+    connection, before Alembic begins a transaction on it.
+    """
+
+    def __init__(self, known: set[int], files: set[str]) -> None:
+        self.known = known
+        self.files = files
+        self.installed: list[_SQLiteTransactions] = []
+
+    def install(self) -> None:
+        event.listen(Engine, "engine_connect", self.on_connect)
+
+    def remove(self) -> None:
+        event.remove(Engine, "engine_connect", self.on_connect)
+        for listeners in self.installed:
+            listeners.remove()
+        self.installed.clear()
+
+    def on_connect(self, connection: Connection) -> None:
+        engine = connection.engine
+        if id(engine) in self.known:
+            return
+        self.known.add(id(engine))
+        if _sqlite_file(engine) in self.files:
+            listeners = _SQLiteTransactions(engine)
+            listeners.install()
+            # Holds the engine, so that its id is not reused by another during the run.
+            self.installed.append(listeners)
+
+
 @contextmanager
 def real_transactions(engines: Sequence[Any]) -> Iterator[None]:
     """Make migrations on ``engines`` all-or-nothing for the ``with`` block.
@@ -160,10 +205,12 @@ def real_transactions(engines: Sequence[Any]) -> Iterator[None]:
     every engine reports statements run in an ``autocommit_block()``. The
     listeners are removed, and the SQLite connections given back their
     settings, when the block ends, so the app's own use of its engine is
-    unchanged afterwards.
+    unchanged afterwards. An engine that env.py builds on the same SQLite file
+    during the block gets the same transactions (see :class:`_EnginesOfTheRun`).
     """
     with ExitStack() as stack:
         seen: set[int] = set()
+        files: set[str] = set()
         for given in engines:
             engine = _sync_engine(given)
             if id(engine) in seen:
@@ -172,10 +219,16 @@ def real_transactions(engines: Sequence[Any]) -> Iterator[None]:
             listeners: _SQLiteTransactions | _AutocommitReporter
             if engine.dialect.name == "sqlite":
                 listeners = _SQLiteTransactions(engine)
+                files.add(_sqlite_file(engine) or "")
             else:
                 listeners = _AutocommitReporter(engine)
             listeners.install()
             stack.callback(listeners.remove)
+        files.discard("")
+        if files:
+            others = _EnginesOfTheRun(seen, files)
+            others.install()
+            stack.callback(others.remove)
         yield
 
 
