@@ -167,41 +167,77 @@ class Group(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     title = db.Column(db.String(80), nullable=False)
 """
+GROUP_LABEL = "    label = db.Column(db.String(40))\n"
 
 
-@pytest.mark.parametrize("release", [None, "2.0.0", "4.1.0"], ids=lambda r: r or "flask-evolve")
+@pytest.mark.parametrize(
+    "release", [None, "2.0.0", "2.7.0", "3.1.0", "4.0.4", "4.1.0"], ids=lambda r: r or "flask-evolve"
+)
 def test_multidb_under_each_env_py_generation(
     project: Project,
     second_database_url: str,
     flask_migrate_template: Callable[[str, str], Path],
     release: str | None,
 ) -> None:
-    # Flask-Migrate 2.x's multidb env.py finds a bind's models in db.metadata, where
-    # Flask-SQLAlchemy 3 no longer puts them: under it, only the default database has models.
-    bind_models = "" if release == "2.0.0" else GROUP
+    # Before 4.0 the multidb env.py looked for a bind's models in db.metadata (Flask-SQLAlchemy 2),
+    # and 2.7 calls db.get_engine(app, bind): both still find the bind's tables and engine.
     project.database_url = plain_url(project.database_url, release)
     env = {"BIND_URL": plain_url(second_database_url, release)}
-    project.write_app(models() + bind_models, config=BIND_URL)
+    bind = Project(project.path, second_database_url)
+    project.write_app(models() + GROUP, config=BIND_URL)
     project.flask("db", "init", *init_args(flask_migrate_template, release, "flask-multidb"), env=env)
 
     result = project.flask("db", "migrate", "-m", "initial", env=env)
     assert "multiple values for keyword argument" not in result.output, result
     assert "Detected added table 'employee'" in result.output
+    assert "Detected added table 'group'" in result.output
     (script,) = revisions(project)
-    assert "def upgrade_db1():" in script.read_text()
+    default_part, bind_part = script.read_text().split("def upgrade_db1():")
+    assert "create_table('group'" in bind_part and "create_table('group'" not in default_part
     project.flask("db", "upgrade", env=env)
+    assert project.tables() == {"employee", "company", "alembic_version"}
+    assert bind.tables() == {"group", "alembic_version"}
     project.execute("INSERT INTO employee (name, email) VALUES ('Ada', 'ada@example.com')")
+    bind.execute("INSERT INTO \"group\" (title) VALUES ('admins')")
 
     again = project.flask("db", "migrate", "--exit-code", ok=False, env=env)
     assert again.output.count("No changes in schema detected.") == 1, again
     assert len(revisions(project)) == 1
 
-    project.write_app(models(extra=AGE) + bind_models, config=BIND_URL)
+    project.write_app(models(extra=AGE) + GROUP + GROUP_LABEL, config=BIND_URL)
     result = project.flask("db", "migrate", "-m", "age", env=env)
     assert "Detected added column 'employee.age'" in result.output
+    assert "Detected added column 'group.label'" in result.output
     assert len(revisions(project)) == 2
     project.flask("db", "upgrade", env=env)
     assert employees(project, "name", "age") == [("Ada", None)]
+    assert bind.rows("group") == [{"id": 1, "title": "admins", "label": None}]
+
+    project.flask("db", "downgrade", env=env)
+    assert bind.rows("group") == [{"id": 1, "title": "admins"}]
+    assert employees(project, "name", "email") == [("Ada", "ada@example.com")]
+
+
+def test_a_pre_4_multidb_env_py_refuses_one_table_name_in_two_databases(
+    project: Project, second_database_url: str, flask_migrate_template: Callable[[str, str], Path]
+) -> None:
+    # That env.py picks a bind's tables by name out of one metadata: two tables of one name
+    # cannot be told apart, so it must stop before writing a script that mixes them up.
+    env = {"BIND_URL": second_database_url}
+    same_name = GROUP.replace('__bind_key__ = "db1"', '__bind_key__ = "db1"\n    __tablename__ = "employee"')
+    project.write_app(models() + same_name, config=BIND_URL)
+    project.flask("db", "init", *init_args(flask_migrate_template, "2.7.0", "flask-multidb"), env=env)
+    versions = sorted(p.name for p in (project.migrations / "versions").iterdir())
+
+    result = project.flask("db", "migrate", "-m", "initial", ok=False, env=env)
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Table 'employee' is in bind 'default' and in bind 'db1', which this env.py "
+        "(Flask-Migrate before 4.0) cannot tell apart: replace it with the env.py that "
+        "`flask db init --multidb` writes."
+    ), result
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (project.migrations / "versions").iterdir()) == versions
 
 
 @pytest.mark.parametrize("release", ["1.3.0", "2.0.0"])

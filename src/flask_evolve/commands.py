@@ -25,6 +25,7 @@ from flask_evolve.errors import (
     explain_revision_map_warning,
     not_null_violation,
 )
+from flask_evolve.legacy_env import legacy_env_support
 from flask_evolve.migration_run import is_multidb, migration_run
 from flask_evolve.revision_input import checked_rev_id, script_message
 
@@ -93,7 +94,8 @@ def _explained(directory: PathLike | None) -> Iterator[None]:
     from flask_evolve.runtime.logs import app_logging_preserved
 
     try:
-        with app_logging_preserved(), warnings.catch_warnings():
+        # Every command that may run env.py passes here.
+        with app_logging_preserved(), warnings.catch_warnings(), legacy_env_support(_directory(directory)):
             for pattern in REVISION_MAP_WARNINGS:
                 warnings.filterwarnings("error", message=pattern)
             yield
