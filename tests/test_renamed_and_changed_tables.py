@@ -255,3 +255,68 @@ def test_a_renamed_table_takes_the_foreign_keys_named_after_it_and_its_other_cha
     assert project.query("SELECT id, name FROM company ORDER BY id") == [(1, "acme"), (2, "initech")]
     project.flask("db", "upgrade")
     assert project.query("SELECT id, name FROM organization ORDER BY id") == [(1, "acme"), (2, "initech")]
+
+
+CONVENTION = (
+    'metadata=sa.MetaData(naming_convention={"pk": "pk_%(table_name)s", '
+    f'"fk": "{FK_NAME}"}})'
+)
+RENAMED_COLUMN_AND_DROPPED = """
+class Parent(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+
+
+class {model}(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    {code} = db.Column(db.Integer, nullable=False)
+{active}    parent_id = db.Column(db.Integer, db.ForeignKey("parent.id"))
+"""
+ACTIVE = "    active = db.Column(db.Boolean, nullable=False)\n"
+
+
+def test_a_renamed_and_changed_table_with_a_column_renamed_and_another_dropped_downgrades(
+    project: Project, reference_url: str  # noqa: F811
+) -> None:
+    # The convention names the key and the foreign key after the table: both change with its name,
+    # and the restore of the dropped NOT NULL column splits the downgrade's changes in two.
+    def models(model: str, code: str, active: str) -> None:
+        project.write_app(
+            RENAMED_COLUMN_AND_DROPPED.format(model=model, code=code, active=active),
+            db_args=CONVENTION,
+            imports="import sqlalchemy as sa",
+        )
+
+    models("Company", "code", ACTIVE)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO parent (id) VALUES (1)")
+    project.execute(
+        "INSERT INTO company (id, code, active, parent_id) VALUES (1, 10, TRUE, 1), (2, 20, FALSE, NULL)"
+    )
+    models("Organization", "number", "")
+
+    # upgrade gives the create_all() schema and names, a second migrate finds nothing,
+    # downgrade gives the old schema and names back, and re-upgrade works.
+    output = round_trip(
+        project, reference_url, "--rename", "company=organization", "--rename", "organization.code=number"
+    )
+
+    assert "op.rename_table('company', 'organization')" in output
+    assert project.query("SELECT id, number, parent_id FROM organization ORDER BY id") == [
+        (1, 10, 1),
+        (2, 20, None),
+    ]
+    project.flask("db", "downgrade")
+    assert "organization" not in project.tables()
+    assert project.query("SELECT id, code, active, parent_id FROM company ORDER BY id") == [
+        (1, 10, True, 1),
+        (2, 20, False, None),
+    ]
+    [fk] = sa.inspect(project.engine).get_foreign_keys("company")
+    assert (fk["name"], fk["referred_table"]) == ("fk_company_parent_id_parent", "parent")
+    project.flask("db", "upgrade")
+    assert project.query("SELECT id, number, parent_id FROM organization ORDER BY id") == [
+        (1, 10, 1),
+        (2, 20, None),
+    ]

@@ -225,6 +225,16 @@ def _droppable(column: str, source: TableShape, dependents: Iterable[SchemaObjec
     )
 
 
+def _only_rename(op: ops.AlterColumnOp) -> bool:
+    return (
+        op.modify_name is not None
+        and op.modify_type is None
+        and op.modify_nullable is None
+        and op.modify_server_default is False
+        and op.modify_comment is False
+    )
+
+
 def _is_native(
     op: ops.MigrateOperation, source: TableShape | None, dependents: list[SchemaObject], dialect: sa.Dialect
 ) -> bool:
@@ -241,14 +251,7 @@ def _is_native(
             return False
         return not (column.foreign_keys and has_default)
     if isinstance(op, ops.AlterColumnOp):
-        only_rename = (
-            op.modify_name is not None
-            and op.modify_type is None
-            and op.modify_nullable is None
-            and op.modify_server_default is False
-            and op.modify_comment is False
-        )
-        return only_rename and SQLITE_VERSION >= RENAME_COLUMN_VERSION
+        return _only_rename(op) and SQLITE_VERSION >= RENAME_COLUMN_VERSION
     if isinstance(op, ops.DropColumnOp):
         return source is not None and _droppable(op.column_name, source, dependents)
     return False
@@ -397,6 +400,104 @@ def _created_indexes(op_list: Iterable[ops.MigrateOperation]) -> set[str]:
     return found
 
 
+
+def _later_changes(
+    merged: list[ops.MigrateOperation], position: int, group: ops.ModifyTableOps
+) -> list[ops.ModifyTableOps]:
+    """The changes to the same table that the script makes after ``merged[position]``,
+    following the table through its renames (a renamed and changed table's downgrade
+    rebuilds it under one name and re-creates a constraint under the other)."""
+    name, schema = group.table_name, group.schema
+    found: list[ops.ModifyTableOps] = []
+    for op in merged[position + 1 :]:
+        if isinstance(op, ops.RenameTableOp) and (op.table_name, op.schema) == (name, schema):
+            name = op.new_table_name
+        elif _plannable(op) and (op.table_name, op.schema) == (name, schema):  # type: ignore[attr-defined]
+            found.append(op)  # type: ignore[arg-type]
+    return found
+
+
+def _without_constraint(create_sql: str, name: str) -> str | None:
+    """The CREATE TABLE without its constraint named ``name``, or None if it has none by that name."""
+    pattern = re.compile(r"^CONSTRAINT\s+[\"`\[]?" + re.escape(name) + r"[\"`\]]?\s", re.IGNORECASE)
+    items = _top_level_items(create_sql)
+    kept = [item for item in items if not pattern.match(item)]
+    if len(kept) == len(items):
+        return None
+    head, tail = create_sql[: create_sql.index("(") + 1], create_sql[create_sql.rindex(")") :]
+    return head + "\n\t" + ",\n\t".join(kept) + "\n" + tail
+
+
+def _undo_in_scratch(
+    scratch: sqlite3.Connection, table: str, inner: ops.MigrateOperation, quote: Any
+) -> bool:
+    """Undo one change on the in-memory copy, the way SQLite would make it; False if it cannot."""
+    if isinstance(inner, ops.AlterColumnOp) and _only_rename(inner):
+        old, new = quote(inner.column_name), quote(inner.modify_name)
+        scratch.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {new} TO {old}")
+    elif isinstance(inner, ops.AddColumnOp) and SQLITE_VERSION >= DROP_COLUMN_VERSION:
+        scratch.execute(f"ALTER TABLE {quote(table)} DROP COLUMN {quote(inner.column.name)}")
+    elif isinstance(inner, ops.CreateIndexOp):
+        scratch.execute(f"DROP INDEX IF EXISTS {quote(str(inner.index_name))}")
+    elif isinstance(inner, (ops.CreateForeignKeyOp, ops.AddConstraintOp)) and inner.constraint_name:
+        create = scratch.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()[0]
+        edited = _without_constraint(create, str(inner.constraint_name))
+        if edited is None:
+            return False
+        indexes = [
+            row[0]
+            for row in scratch.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                (table,),
+            )
+        ]
+        scratch.execute(f"DROP TABLE {quote(table)}")
+        scratch.execute(edited)
+        for sql in indexes:
+            scratch.execute(sql)
+    else:
+        return False
+    return True
+
+
+def _before_later_changes(
+    target: TableShape, later: list[ops.ModifyTableOps], dialect: sa.Dialect
+) -> TableShape | None:
+    """The table as it must be before the script's later changes to it: ``target`` with those
+    undone, last first, by SQLite itself on an in-memory copy (its RENAME COLUMN rewrites every
+    mention, in keys, CHECKs and indexes, exactly). None when one of them cannot be undone so."""
+    quote = dialect.identifier_preparer.quote
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.execute(target.create_sql)
+        for sql in target.index_sql:
+            scratch.execute(sql)
+        for group in reversed(later):
+            for inner in reversed(group.ops):
+                if not _undo_in_scratch(scratch, target.name, inner, quote):
+                    return None
+        create = scratch.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (target.name,)
+        ).fetchone()[0]
+        indexes = [
+            row[0]
+            for row in scratch.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+                "ORDER BY rowid",
+                (target.name,),
+            )
+        ]
+        columns = [row[1] for row in scratch.execute(f"PRAGMA table_info({quote(target.name)})")]
+    except sqlite3.Error:
+        # Something the copy cannot hold (a collation or function the app registers, say).
+        return None
+    finally:
+        scratch.close()
+    return TableShape(target.name, create, columns, indexes)
+
+
 def _plan(
     op_list: list[ops.MigrateOperation],
     *,
@@ -457,6 +558,17 @@ def _plan(
             later = _created_indexes(merged[position + 1 :])
             kept = [sql for sql in target.index_sql if _index_name(sql) not in later]
             target = replace(target, index_sql=kept)
+            later_changes = _later_changes(merged, position, op)
+            if later_changes:
+                # The table's changes are split (by a restore, a check, the table's own rename...):
+                # this rebuild makes the table the later ones start from, not its final shape.
+                before_later = _before_later_changes(target, later_changes, dialect)
+                if before_later is None:
+                    # Alembic's batch mode makes this step from the table as it is then; a later
+                    # rebuild gives the table its exact shape.
+                    planned.append(BatchTableOps.from_modify(op, always=True))
+                    continue
+                target = before_later
             statements = rebuild_statements(op, source, target, dependents, dialect)
             planned.append(RebuildTableOps(name, op.ops, statements))
             planned.append(CheckForeignKeysOp(name))
