@@ -457,3 +457,45 @@ def test_a_table_archived_and_restored_keeps_the_names_postgresql_gave_its_unnam
         project.flask("db", "downgrade")
         assert project.rows(CERTIFICATE_TABLE, order_by="id") == rows
         assert (key_constraints(project, CERTIFICATE_TABLE), project.schema()) == (keys, schema)
+
+
+#: Renamed to this, employee keeps its sequence employee_id_seq (<name>_id_seq would pass 63 bytes).
+LONG_NAME = "personnel_department_employee_records_kept_since_twenty_twen"
+RENAMED_EMPLOYEE = f"""
+class Person(db.Model):
+    __tablename__ = "{LONG_NAME}"
+    __table_args__ = {{"info": {{"renamed_from": "employee"}}}}
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+"""
+NEW_EMPLOYEE = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    title = db.Column(db.String(80), nullable=False)
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_restored_table_gets_back_the_numbered_sequence_postgresql_gave_it(project: Project) -> None:
+    project.write_app(EMPLOYEE.format(extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "employee")
+    project.flask("db", "upgrade")
+    project.write_app(RENAMED_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "rename")
+    project.flask("db", "upgrade")
+    project.write_app(RENAMED_EMPLOYEE + NEW_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "new employee")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (title) VALUES ('boss')")
+    schema = project.schema()
+    assert schema["employee"]["columns"]["id"]["default"] == "nextval('employee_id_seq1'::regclass)"
+
+    project.write_app(RENAMED_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "drop employee")
+    project.flask("db", "upgrade")
+    assert "verify: OK" in project.flask("db", "verify").stdout
+    project.flask("db", "downgrade")
+    assert project.schema() == schema
+    project.execute("INSERT INTO employee (title) VALUES ('clerk')")
+    assert project.rows("employee", order_by="id") == [{"id": 1, "title": "boss"}, {"id": 2, "title": "clerk"}]

@@ -1219,9 +1219,17 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
         if column in op.defaults:
             operations.execute(f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {op.defaults[column]}")
     for column, sequence in _owned_sequences(operations, op.table_name, op.schema):
-        # PostgreSQL's own name for it; the archive name was derived from that one.
-        original = _postgresql_object_name(op.table_name, column, "seq")
-        if _archive_of(op, original) == sequence:
+        # PostgreSQL's own name for it, numbered too (employee_id_seq1, when the name was taken
+        # as the table was created), else the archive name without its prefix (a renamed table's).
+        candidates = [
+            _postgresql_object_name(op.table_name, column, f"seq{number or ''}")
+            for number in range(NAME_SUFFIXES)
+        ]
+        prefix = _archive_of(op, "")
+        if sequence.startswith(prefix):
+            candidates.append(sequence[len(prefix):])
+        original = next((c for c in candidates if c != sequence and _archive_of(op, c) == sequence), None)
+        if original is not None:
             _rename_sequence(operations, sequence, original, op.schema)
 
 
