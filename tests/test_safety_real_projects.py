@@ -498,4 +498,6 @@ def test_a_restored_table_gets_back_the_numbered_sequence_postgresql_gave_it(pro
     project.flask("db", "downgrade")
     assert project.schema() == schema
     project.execute("INSERT INTO employee (title) VALUES ('clerk')")
-    assert project.rows("employee", order_by="id") == [{"id": 1, "title": "boss"}, {"id": 2, "title": "clerk"}]
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "title": "boss"}, {"id": 2, "title": "clerk"}
+    ]
