@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Project
 from tests.postgres_server import PostgresServer
@@ -362,4 +363,141 @@ def test_the_risk_report_and_lint_flag_drops_and_renames_with_what_the_archive_k
     ]
     assert project.rows(next(t for t in project.tables(archive=True) if t.endswith("_dept"))) == [
         {"id": 1, "title": "R&D"}, {"id": 2, "title": "Sales"}
+    ]
+
+
+# -- PostgreSQL's own names for unnamed constraints, through archive and restore ---------------
+
+EMAIL_UNIQUE = "    email = db.Column(db.String(120), unique=True)"
+NO_CONVENTION = 'naming_convention="off"'
+
+
+def key_constraints(project: Project, table: str) -> tuple[str | None, list[tuple[str | None, list[str]]]]:
+    """The primary key's name and the unique constraints (name, columns): PostgreSQL's names for
+    unnamed ones (``employee_email_key``); SQLite has none."""
+    inspector = sa.inspect(project.engine)
+    uniques = sorted((u["name"] or "", u["column_names"]) for u in inspector.get_unique_constraints(table))
+    return inspector.get_pk_constraint(table)["name"], [(name or None, columns) for name, columns in uniques]
+
+
+def test_verify_replays_the_drop_of_a_column_with_an_unnamed_unique_without_a_naming_convention(
+    project: Project,
+) -> None:
+    project.write_app(EMPLOYEE.format(extra=EMAIL_UNIQUE), migrate_args=NO_CONVENTION)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "employee")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', NULL)")
+    keys = key_constraints(project, "employee")
+    if project.dialect == "postgresql":
+        assert keys == ("employee_pkey", [("employee_email_key", ["email"])])
+
+    project.write_app(EMPLOYEE.format(extra=""), migrate_args=NO_CONVENTION)
+    project.flask("db", "migrate", "-m", "drop email")
+    project.flask("db", "upgrade")
+    assert project.rows("employee", order_by="id") == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]
+
+    # The replay goes down past the creation of employee and up again before it drops the
+    # column: the re-created table must have the constraint names the drop was written with.
+    result = project.flask("db", "verify")
+    assert "verify: OK: 2 revision(s) replayed" in result.stdout, result
+
+    project.flask("db", "downgrade")
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "name": "Ada", "email": "ada@example.com"},
+        {"id": 2, "name": "Grace", "email": None},
+    ]
+    assert key_constraints(project, "employee") == keys
+    project.execute("INSERT INTO employee (name, email) VALUES ('Linus', 'linus@example.com')")
+    with pytest.raises(sa.exc.IntegrityError):
+        project.execute("INSERT INTO employee (name, email) VALUES ('Eve', 'ada@example.com')")
+
+
+#: Long enough that the archive's names for its constraints are shortened with a hash.
+CERTIFICATES = """
+class EmployeeTrainingCertificateRecord(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    code = db.Column(db.String(20), unique=True, nullable=False)
+"""
+CERTIFICATE_TABLE = "employee_training_certificate_record"
+
+
+def test_a_table_archived_and_restored_keeps_the_names_postgresql_gave_its_unnamed_constraints(
+    project: Project,
+) -> None:
+    project.write_app(EMPLOYEE.format(extra="") + CERTIFICATES, migrate_args=NO_CONVENTION)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "tables")
+    project.flask("db", "upgrade")
+    project.execute(f"INSERT INTO {CERTIFICATE_TABLE} (code) VALUES ('first-aid'), ('forklift')")
+    rows = [{"id": 1, "code": "first-aid"}, {"id": 2, "code": "forklift"}]
+    keys, schema = key_constraints(project, CERTIFICATE_TABLE), project.schema()
+    if project.dialect == "postgresql":
+        assert keys == (f"{CERTIFICATE_TABLE}_pkey", [(f"{CERTIFICATE_TABLE}_code_key", ["code"])])
+
+    # Down past the creation (archived), up again (re-created, rows copied back): same names,
+    # not employee_training_certificate_record_pkey1 next to an archive holding the old ones.
+    project.flask("db", "downgrade", "base")
+    project.flask("db", "upgrade")
+    assert project.rows(CERTIFICATE_TABLE, order_by="id") == rows
+    assert (key_constraints(project, CERTIFICATE_TABLE), project.schema()) == (keys, schema)
+
+    # Dropped (archived) and brought back by the downgrade, also by a drop written by hand
+    # without the constraints= list: the archive's hashed names are mapped back.
+    project.write_app(EMPLOYEE.format(extra=""), migrate_args=NO_CONVENTION)
+    project.flask("db", "migrate", "-m", "drop certificates")
+    _, path = revision_of(project, "drop certificates")
+    for by_hand in (False, True):
+        if by_hand:
+            path.write_text(re.sub(r", constraints=\[[^]]*\]", "", path.read_text()))
+            assert "constraints=" not in path.read_text()
+        project.flask("db", "upgrade")
+        assert CERTIFICATE_TABLE not in project.tables()
+        assert "verify: OK" in project.flask("db", "verify").stdout
+        project.flask("db", "downgrade")
+        assert project.rows(CERTIFICATE_TABLE, order_by="id") == rows
+        assert (key_constraints(project, CERTIFICATE_TABLE), project.schema()) == (keys, schema)
+
+
+#: Renamed to this, employee keeps its sequence employee_id_seq (<name>_id_seq would pass 63 bytes).
+LONG_NAME = "personnel_department_employee_records_kept_since_twenty_twen"
+RENAMED_EMPLOYEE = f"""
+class Person(db.Model):
+    __tablename__ = "{LONG_NAME}"
+    __table_args__ = {{"info": {{"renamed_from": "employee"}}}}
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+"""
+NEW_EMPLOYEE = """
+class Employee(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    title = db.Column(db.String(80), nullable=False)
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_restored_table_gets_back_the_numbered_sequence_postgresql_gave_it(project: Project) -> None:
+    project.write_app(EMPLOYEE.format(extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "employee")
+    project.flask("db", "upgrade")
+    project.write_app(RENAMED_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "rename")
+    project.flask("db", "upgrade")
+    project.write_app(RENAMED_EMPLOYEE + NEW_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "new employee")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (title) VALUES ('boss')")
+    schema = project.schema()
+    assert schema["employee"]["columns"]["id"]["default"] == "nextval('employee_id_seq1'::regclass)"
+
+    project.write_app(RENAMED_EMPLOYEE)
+    project.flask("db", "migrate", "-m", "drop employee")
+    project.flask("db", "upgrade")
+    assert "verify: OK" in project.flask("db", "verify").stdout
+    project.flask("db", "downgrade")
+    assert project.schema() == schema
+    project.execute("INSERT INTO employee (title) VALUES ('clerk')")
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "title": "boss"}, {"id": 2, "title": "clerk"}
     ]

@@ -242,11 +242,13 @@ def _with_batch_convention(container: Any, tables: Sequence[str], convention: Ma
             container.ops[index] = BatchTableOps.from_modify(op, naming_convention=dict(convention))
 
 
-def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str]]]:
-    """Unnamed UNIQUE constraints the database has and the models no longer declare (SQLite).
+def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str], bool]]:
+    """Unnamed UNIQUE constraints the database has and the models no longer declare (SQLite),
+    each with whether a column of it is dropped too (the rebuild drops it then).
 
     Alembic cannot see their removal on SQLite (it has no name to drop), so the
-    rows would keep failing the old uniqueness while the models say otherwise.
+    rows would keep failing the old uniqueness while the models say otherwise,
+    and a downgrade that brings a dropped column back would leave it out.
     """
     context = ctx.migration_context
     if context.dialect.name != "sqlite" or context.bind is None:
@@ -273,9 +275,7 @@ def _dropped_sqlite_uniques(ctx: RewriteContext) -> list[tuple[str, list[str]]]:
             columns = list(unique["column_names"])
             if unique.get("name") or frozenset(columns) in declared:
                 continue
-            if not set(columns) <= set(table.c.keys()):
-                continue  # a column going away takes its constraint with it
-            found.append((name, columns))
+            found.append((name, columns, not set(columns) <= set(table.c.keys())))
     return found
 
 
@@ -304,12 +304,17 @@ def _add_sqlite_unique_drops(
 
     from flask_evolve.autogen.batch import BatchTableOps
 
-    for table, columns in _dropped_sqlite_uniques(ctx):
+    for table, columns, column_dropped in _dropped_sqlite_uniques(ctx):
         name = convention_name("uq", table, columns, convention=convention, max_length=max_length)
         constraint = sa.UniqueConstraint(*columns, name=name)
         sa.Table(table, sa.MetaData(), *(sa.Column(c) for c in columns), constraint)
         drop = ops.DropConstraintOp.from_constraint(constraint)
         batch_kwargs = {"naming_convention": {"uq": convention.get("uq", NAMING_CONVENTION["uq"])}}
+        if column_dropped:
+            # The rebuild that drops the column drops the constraint; the downgrade re-adds the
+            # column, so it re-creates the constraint after it (Alembic saw neither).
+            _add_to_group(ctx.downgrade_ops, BatchTableOps(table, [drop.reverse()]), first=False)
+            continue
         # Into the table's other changes if it has some: one rebuild (SQLite) for all of them.
         _add_to_group(ctx.upgrade_ops, BatchTableOps(table, [drop], batch_kwargs=batch_kwargs), first=False)
         _add_to_group(

@@ -1073,30 +1073,64 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
     _archive_listed(operations, archive, op.schema, exists=False)
 
 
+#: The pg_constraint kinds backed by an index (primary key, unique, exclusion), whose names are
+#: index names, unique in the whole schema, so an archived table must not keep them; with the
+#: label PostgreSQL puts in the names it chooses for them (``employee_pkey``, ``employee_email_key``).
+CONSTRAINT_LABELS = {"p": "pkey", "u": "key", "x": "excl"}
+#: How many numbered variants (``employee_email_key1`` ...) of a chosen name to try when restoring.
+NAME_SUFFIXES = 20
+
+
 def _rename_constraints(
     operations: Operations, table: str, renames: list[tuple[str, str]], schema: str | None
 ) -> None:
     q = _Quoting(operations, schema)
-    existing = _constraint_names(operations, table, schema)
     for old, new in renames:
-        # A long convention name may have been shortened differently by the database than
-        # the op recorded; renaming only frees the name for a new table, so skip what is absent.
-        if existing is not None and old not in existing:
-            continue
         operations.execute(f"ALTER TABLE {q.table(table)} RENAME CONSTRAINT {q.name(old)} TO {q.name(new)}")
 
 
-def _constraint_names(operations: Operations, table: str, schema: str | None) -> set[str] | None:
-    """The table's constraint names on a live PostgreSQL connection; None when they can't be read."""
+def _indexed_constraints(
+    operations: Operations, table: str, schema: str | None
+) -> list[tuple[str, str, list[str]]] | None:
+    """(name, kind, columns) of the table's index-backed constraints on a live PostgreSQL
+    connection; None when they can't be read (offline, another database)."""
     context = operations.migration_context
     if context.as_sql or context.dialect.name != "postgresql":
         return None
     q = _Quoting(operations, schema)
     rows = operations.get_bind().execute(
-        sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass)"),
+        sa.text(
+            "SELECT c.conname, CAST(c.contype AS text), CAST(ARRAY("
+            "SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, position) "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.position"
+            ") AS text[]) FROM pg_constraint c "
+            "WHERE c.conrelid = CAST(:table AS regclass) AND c.contype IN ('p', 'u', 'x') ORDER BY c.conname"
+        ),
         {"table": q.table(table)},
     )
-    return {row[0] for row in rows}
+    return [(row[0], row[1], list(row[2] or [])) for row in rows]
+
+
+def _original_constraint(op: RestoreTableOp, archived: str, kind: str, columns: list[str]) -> str | None:
+    """The name the archived constraint ``archived`` had before ``archive_table`` renamed it, or None.
+
+    The archive name is a hash past 63 bytes, so it is matched against candidates: the names
+    the script lists, the names PostgreSQL chooses for an unnamed constraint on these columns
+    (numbered too, as when the name was taken), and the archive name without its prefix.
+    """
+    candidates = list(op.constraints)
+    label = CONSTRAINT_LABELS[kind]
+    addition = None if kind == "p" else "_".join(columns)
+    for number in range(NAME_SUFFIXES):
+        candidates.append(_postgresql_object_name(op.table_name, addition, f"{label}{number or ''}"))
+    # Last: a hashed archive name, stripped of its prefix, is an archive name of itself too.
+    prefix = _archive_of(op, "")
+    if archived.startswith(prefix):
+        candidates.append(archived[len(prefix):])
+    for candidate in candidates:
+        if candidate and candidate != archived and _archive_of(op, candidate) == archived:
+            return candidate
+    return None
 
 
 def _owned_sequences(operations: Operations, table: str, schema: str | None) -> list[tuple[str, str]]:
@@ -1153,8 +1187,12 @@ def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
         )
     operations.rename_table(op.table_name, archive, schema=op.schema)
     _archive_listed(operations, archive, op.schema, exists=True)
-    renames = [(c, _archive_of(op, c)) for c in op.constraints]
-    _rename_constraints(operations, archive, renames, op.schema)
+    found = _indexed_constraints(operations, archive, op.schema)
+    # All of them, not only those the script lists: PostgreSQL names an unnamed primary key or
+    # UNIQUE itself (employee_pkey, employee_email_key), and a table re-created while the archive
+    # held those names would get employee_email_key1, which later scripts do not know.
+    names = list(op.constraints) if found is None else [name for name, _kind, _columns in found]
+    _rename_constraints(operations, archive, [(c, _archive_of(op, c)) for c in names], op.schema)
 
 
 @Operations.implementation_for(RestoreTableOp)
@@ -1162,7 +1200,12 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
     archive = _archive_of(op, op.table_name)
     if not operations.migration_context.as_sql and not _has_table(operations, archive, op.schema):
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
-    renames = [(_archive_of(op, c), c) for c in op.constraints]
+    found = _indexed_constraints(operations, archive, op.schema)
+    if found is None:
+        renames = [(_archive_of(op, c), c) for c in op.constraints]
+    else:
+        originals = [(name, _original_constraint(op, name, kind, columns)) for name, kind, columns in found]
+        renames = [(name, original) for name, original in originals if original is not None]
     _rename_constraints(operations, archive, renames, op.schema)
     operations.rename_table(archive, op.table_name, schema=op.schema)
     _archive_listed(operations, archive, op.schema, exists=False)
@@ -1176,20 +1219,29 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
         if column in op.defaults:
             operations.execute(f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {op.defaults[column]}")
     for column, sequence in _owned_sequences(operations, op.table_name, op.schema):
-        # PostgreSQL's own name for it; the archive name was derived from that one.
-        original = _postgresql_object_name(op.table_name, column, "seq")
-        if _archive_of(op, original) == sequence:
+        # PostgreSQL's own name for it, numbered too (employee_id_seq1, when the name was taken
+        # as the table was created), else the archive name without its prefix (a renamed table's).
+        candidates = [
+            _postgresql_object_name(op.table_name, column, f"seq{number or ''}")
+            for number in range(NAME_SUFFIXES)
+        ]
+        prefix = _archive_of(op, "")
+        if sequence.startswith(prefix):
+            candidates.append(sequence[len(prefix):])
+        original = next((c for c in candidates if c != sequence and _archive_of(op, c) == sequence), None)
+        if original is not None:
             _rename_sequence(operations, sequence, original, op.schema)
 
 
-def _postgresql_object_name(name1: str, name2: str, label: str) -> str:
-    """The name PostgreSQL gives a SERIAL's sequence (``<table>_<column>_seq``), shortened as it does.
+def _postgresql_object_name(name1: str, name2: str | None, label: str) -> str:
+    """The name PostgreSQL gives a SERIAL's sequence (``<table>_<column>_seq``) or an unnamed
+    constraint (``<table>_pkey``, ``<table>_<columns>_key``), shortened as it does.
 
     Past 63 bytes, PostgreSQL's makeObjectName() trims the longer of the two names a byte at a
     time (never splitting a character) and keeps the label whole.
     """
-    first, second = name1.encode(), name2.encode()
-    room = MAX_NAME_LENGTH - len(label.encode()) - 2
+    first, second = name1.encode(), (name2 or "").encode()
+    room = MAX_NAME_LENGTH - len(label.encode()) - 1 - (0 if name2 is None else 1)
     keep1, keep2 = len(first), len(second)
     while keep1 + keep2 > room:
         if keep1 > keep2:
@@ -1198,7 +1250,7 @@ def _postgresql_object_name(name1: str, name2: str, label: str) -> str:
             keep2 -= 1
     short1 = first[:keep1].decode(errors="ignore")
     short2 = second[:keep2].decode(errors="ignore")
-    return f"{short1}_{short2}_{label}"
+    return f"{short1}_{label}" if name2 is None else f"{short1}_{short2}_{label}"
 
 
 # -- how autogenerate writes them ---------------------------------------------------------
