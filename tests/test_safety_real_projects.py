@@ -228,6 +228,69 @@ def test_a_later_verify_removes_the_scratch_database_of_a_killed_verify_and_no_o
         postgres_server.drop_database(live)
 
 
+def _owned_scratch_dir(root: Path, name: str, pid: int, host: str) -> Path:
+    """A SQLite scratch directory as a run of process ``pid`` on ``host`` leaves it."""
+    directory = root / f"flask-evolve-scratch-{name}"
+    directory.mkdir()
+    (directory / "owner").write_text(f"flask-evolve scratch database of process {pid} on {host}")
+    (directory / "scratch.db").write_bytes(b"")
+    return directory
+
+
+@pytest.mark.parametrize("command", [("verify",), ("status",), ("check", "--drift")], ids=" ".join)
+def test_the_next_run_removes_the_sqlite_scratch_copy_of_a_killed_verify_and_no_other(
+    sqlite_project: Project, command: tuple[str, ...]
+) -> None:
+    project = sqlite_project
+    generated_history(project, NICKNAME)
+    before = project.schema(), project.rows("employee", order_by="id"), project.version()
+    _, path = revision_of(project, "column 1")
+    script = path.read_text()
+    path.write_text(script.replace("def upgrade():\n", "def upgrade():\n    import time; time.sleep(60)\n"))
+    # Its own temp directory, so that only this test's runs are in it.
+    temp = project.path.parent / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    gone_pid = subprocess.Popen(["true"])  # a pid that is surely gone
+    gone_pid.wait()
+    # A run still going (this test's own process), one of an older version (no owner file),
+    # and one of another host: none of them may be touched.
+    live = _owned_scratch_dir(temp, "live", os.getpid(), socket.gethostname())
+    elsewhere = _owned_scratch_dir(temp, "elsewhere", gone_pid.pid, "some-other-host")
+    unowned = temp / "flask-evolve-scratch-unowned"
+    unowned.mkdir()
+    others = {live, elsewhere, unowned}
+
+    verify = subprocess.Popen(
+        [sys.executable, "-m", "flask", "db", "verify"],
+        cwd=project.path, env=project.env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def replaying_in_its_scratch_copy() -> str | None:
+        # Only that verify makes scratch copies in this temp directory.
+        for directory in set(temp.iterdir()) - others:
+            if (directory / "scratch.db").exists():
+                return str(directory)
+        return None
+
+    killed = Path(wait_for(replaying_in_its_scratch_copy, "verify to replay the sleeping step"))
+    verify.send_signal(signal.SIGKILL)
+    verify.wait(timeout=30)
+    assert killed.is_dir()  # nothing removed it
+
+    path.write_text(script)
+    result = project.flask("db", *command, env=env)
+    [line] = [line for line in result.stderr.splitlines() if "scratch database" in line]
+    assert line.endswith(
+        "Removed 1 SQLite scratch database(s) that killed Flask-Evolve runs on this host left behind: "
+        f"{killed}."
+    ), result
+    # The killed run's copy is gone, this run removed its own, the others are as they were.
+    assert set(temp.iterdir()) == others
+    assert (live / "scratch.db").exists() and (elsewhere / "scratch.db").exists()
+    assert (project.schema(), project.rows("employee", order_by="id"), project.version()) == before
+
+
 # -- a check that could not run is a failure (item 2) -----------------------------------------
 
 # A data step that needs rows: offline, where queries find none, `None > 100` raises.
