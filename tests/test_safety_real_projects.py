@@ -426,3 +426,40 @@ def test_the_risk_report_and_lint_flag_drops_and_renames_with_what_the_archive_k
     assert project.rows(next(t for t in project.tables(archive=True) if t.endswith("_dept"))) == [
         {"id": 1, "title": "R&D"}, {"id": 2, "title": "Sales"}
     ]
+
+
+def test_lint_flags_a_column_dropped_inside_a_rebuild_without_the_archive_too(project: Project) -> None:
+    """Without the archive, only the downgrade (which rebuilds the old table) names the dropped column."""
+    project.write_app(STAFF.format(employee=BEFORE))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "staff")
+    project.flask("db", "upgrade")
+    project.execute(
+        "INSERT INTO employee (name, code, nickname) VALUES ('Ada', '1', 'ada'), ('Bob', '2', NULL)"
+    )
+    project.write_app(STAFF.format(employee=AFTER))
+    after = {"STAGE": "after"}
+    project.flask("db", "migrate", "-m", "contract", "--no-archive", env=after)
+    revision, path = revision_of(project, "contract")
+    script = path.read_text()
+    if project.dialect == "sqlite":
+        assert "_evolve_new_employee" in script and "archive_columns" not in script  # one plain rebuild
+
+    lint = project.flask("db", "lint", "--format", "json", env=after, ok=False)
+
+    found = {(f["revision"], f["rule"], f["message"]) for f in json.loads(lint.stdout)["findings"]}
+    running = "the running app version may still use it"
+    assert {
+        (revision, "EV102", "drops column employee.nickname"),
+        (revision, "EV401", f"drops column employee.nickname: {running}"),
+        (revision, "EV401", f"renames column employee.name to full_name: {running}"),
+    } <= found, found
+    # Kept (renamed, converted) columns are not taken for drops.
+    assert not {message for _, rule, message in found if rule == "EV102" and "nickname" not in message}
+
+    project.flask("db", "upgrade", env=after)
+    assert set(project.columns("employee")) == {"id", "full_name", "code"}
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "full_name": "Ada", "code": 1},
+        {"id": 2, "full_name": "Bob", "code": 2},
+    ]
