@@ -27,6 +27,7 @@ BAD_REV_IDS = [
     ("base", "is a name Alembic reserves"),
     ("head", "is a name Alembic reserves"),
     ("current", "is a name Alembic reserves"),
+    ("a" * 33, "is 33 characters long; the alembic_version table holds at most 32"),
 ]
 
 
@@ -62,6 +63,23 @@ def test_a_rev_id_is_checked_before_anything_is_written(project: Project, tmp_pa
     project.flask("db", "upgrade")
     assert project.version() == ["add_size_2"]
     assert "size" in project.columns("item")
+
+
+def test_a_rev_id_of_32_characters_is_the_longest_and_upgrades(project: Project) -> None:
+    project.write_app(MODEL)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "items")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO item (id, name) VALUES (1, 'kept')")
+    project.write_app(MORE)
+    longest = "add_size_" + "x" * 23
+
+    project.flask("db", "migrate", "-m", "size", "--rev-id", longest)
+    project.flask("db", "upgrade")
+
+    assert len(longest) == 32 and project.version() == [longest]
+    assert "size" in project.columns("item")
+    assert project.rows("item") == [{"id": 1, "name": "kept", "size": None}]
 
 
 MESSAGES = [

@@ -81,6 +81,40 @@ def test_migrate_lock_timeout_option_bounds_stamp_and_downgrade_too(project: Pro
     assert project.version() == ["r2"]
 
 
+BAD_LOCK_TIMEOUTS = [float("nan"), float("inf"), -1, "soon", True]
+
+
+@pytest.mark.parametrize("value", BAD_LOCK_TIMEOUTS, ids=repr)
+def test_migrate_refuses_a_lock_timeout_that_is_not_a_wait_when_it_is_built(value: object) -> None:
+    from flask import Flask
+
+    from flask_evolve import Migrate
+
+    with pytest.raises(ValueError, match=r"is not a number of seconds: give one such as 30"):
+        Migrate(Flask(__name__), object(), lock_timeout=value)
+    later = Migrate()
+    with pytest.raises(ValueError, match=r"is not a number of seconds: give one such as 30"):
+        later.init_app(Flask(__name__), object(), lock_timeout=value)
+    assert Migrate(lock_timeout="30").evolve_options == {"lock_timeout": "30"}
+
+
+def test_a_bad_migrate_lock_timeout_is_one_line_at_flask_db_and_changes_nothing(project: Project) -> None:
+    _project_with_history(project)
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO a (id) VALUES (1)")
+    for bad in ('float("nan")', 'float("inf")', "-1"):
+        project.write_app("", migrate_args=f"lock_timeout={bad}")
+        for command in (["upgrade"], ["downgrade"], ["stamp", "r2"]):
+            result = project.flask("db", *command, ok=False)
+            assert result.returncode == 1 and "Traceback" not in result.output, result
+            assert result.stderr.strip().splitlines() == [result.stderr.strip()], result
+            assert "is not a number of seconds: give one such as 30" in result.stderr, result
+            # Named at the app's own line, where the fix goes.
+            assert "(app.py, line " in result.stderr, result
+            assert project.version() == ["r1"]
+            assert list(project.columns("a")) == ["id"] and project.rows("a") == [{"id": 1}]
+
+
 def test_a_waiting_upgrade_runs_when_the_lock_is_released(project: Project) -> None:
     _project_with_history(project)
     with held_lock(project):

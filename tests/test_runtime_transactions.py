@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Project
 from tests.revision_files import use_flask_migrate_env, write_revision
@@ -216,3 +217,79 @@ def test_python_312_autocommit_connections_get_real_transactions_too(
     write_revision(project.migrations, "r2", "r1", FAILING_SECOND.format(failure=""))
     project.flask("db", "upgrade")
     assert project.version() == ["r2"]
+
+
+CREATE_PRODUCT = """
+op.create_table(
+    "product",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(20), nullable=False),
+)
+"""
+ADD_STOCK = 'op.add_column("product", sa.Column("stock", sa.Integer))'
+# What `flask db migrate` writes for a type change that could lose values.
+CODE_TO_INTEGER = """
+op.ensure_lossless_type_change("product", "code", "INTEGER")
+with op.batch_alter_table("product") as batch:
+    batch.alter_column("code", type_=sa.Integer(), existing_nullable=False, postgresql_using="code::integer")
+"""
+
+
+def _three_step_project(project: Project) -> None:
+    project.write_app("")
+    project.flask("db", "init")
+    write_revision(project.migrations, "r1", None, CREATE_PRODUCT)
+    write_revision(project.migrations, "r2", "r1", ADD_STOCK, 'op.drop_column("product", "stock")')
+    write_revision(project.migrations, "r3", "r2", CODE_TO_INTEGER)
+    project.flask("db", "upgrade", "r1")
+    project.execute("INSERT INTO product (id, code) VALUES (1, '42'), (2, 'A1')")
+
+
+def _error_line(result: object) -> str:
+    stderr = result.stderr  # type: ignore[attr-defined]
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, result
+    return errors[0]
+
+
+def test_an_upgrade_refused_after_earlier_steps_committed_says_where_the_database_is_now(
+    project: Project,
+) -> None:
+    _three_step_project(project)
+
+    stopped = project.flask("db", "upgrade", ok=False)
+
+    error = _error_line(stopped)
+    assert "cannot change product.code to INTEGER" in error and "A1" in error, stopped
+    assert "nothing was changed" not in error.lower(), stopped
+    assert "the database is now at r2 (it was at r1)" in error, stopped
+    assert "`flask db downgrade r1` takes it back" in error, stopped
+    # r2 committed on its own; r3 refused before changing anything.
+    assert project.version() == ["r2"]
+    assert isinstance(project.columns("product")["code"]["type"], sa.String)
+    assert set(project.columns("product")) == {"id", "code", "stock"}
+    assert project.rows("product", order_by="id") == [
+        {"id": 1, "code": "42", "stock": None},
+        {"id": 2, "code": "A1", "stock": None},
+    ]
+
+    # The command it names takes the database back.
+    project.flask("db", "downgrade", "r1")
+    assert project.version() == ["r1"] and set(project.columns("product")) == {"id", "code"}
+
+
+def test_an_upgrade_refused_with_nothing_committed_still_says_nothing_was_changed(project: Project) -> None:
+    _three_step_project(project)
+    before = project.schema(), project.rows("product", order_by="id")
+
+    # One transaction for the run: r2 is rolled back with r3.
+    whole = project.flask("db", "upgrade", "--single-transaction", ok=False)
+    assert "nothing was changed" in _error_line(whole) and "now at" not in _error_line(whole), whole
+    assert project.version() == ["r1"]
+    assert (project.schema(), project.rows("product", order_by="id")) == before
+
+    # The refusing step is the first one run.
+    project.flask("db", "upgrade", "r2")
+    first = project.flask("db", "upgrade", ok=False)
+    assert "nothing was changed" in _error_line(first) and "now at" not in _error_line(first), first
+    assert project.version() == ["r2"] and set(project.columns("product")) == {"id", "code", "stock"}

@@ -229,6 +229,69 @@ def test_a_later_verify_removes_the_scratch_database_of_a_killed_verify_and_no_o
         postgres_server.drop_database(live)
 
 
+def _owned_scratch_dir(root: Path, name: str, pid: int, host: str) -> Path:
+    """A SQLite scratch directory as a run of process ``pid`` on ``host`` leaves it."""
+    directory = root / f"flask-evolve-scratch-{name}"
+    directory.mkdir()
+    (directory / "owner").write_text(f"flask-evolve scratch database of process {pid} on {host}")
+    (directory / "scratch.db").write_bytes(b"")
+    return directory
+
+
+@pytest.mark.parametrize("command", [("verify",), ("status",), ("check", "--drift")], ids=" ".join)
+def test_the_next_run_removes_the_sqlite_scratch_copy_of_a_killed_verify_and_no_other(
+    sqlite_project: Project, command: tuple[str, ...]
+) -> None:
+    project = sqlite_project
+    generated_history(project, NICKNAME)
+    before = project.schema(), project.rows("employee", order_by="id"), project.version()
+    _, path = revision_of(project, "column 1")
+    script = path.read_text()
+    path.write_text(script.replace("def upgrade():\n", "def upgrade():\n    import time; time.sleep(60)\n"))
+    # Its own temp directory, so that only this test's runs are in it.
+    temp = project.path.parent / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    gone_pid = subprocess.Popen(["true"])  # a pid that is surely gone
+    gone_pid.wait()
+    # A run still going (this test's own process), one of an older version (no owner file),
+    # and one of another host: none of them may be touched.
+    live = _owned_scratch_dir(temp, "live", os.getpid(), socket.gethostname())
+    elsewhere = _owned_scratch_dir(temp, "elsewhere", gone_pid.pid, "some-other-host")
+    unowned = temp / "flask-evolve-scratch-unowned"
+    unowned.mkdir()
+    others = {live, elsewhere, unowned}
+
+    verify = subprocess.Popen(
+        [sys.executable, "-m", "flask", "db", "verify"],
+        cwd=project.path, env=project.env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def replaying_in_its_scratch_copy() -> str | None:
+        # Only that verify makes scratch copies in this temp directory.
+        for directory in set(temp.iterdir()) - others:
+            if (directory / "scratch.db").exists():
+                return str(directory)
+        return None
+
+    killed = Path(wait_for(replaying_in_its_scratch_copy, "verify to replay the sleeping step"))
+    verify.send_signal(signal.SIGKILL)
+    verify.wait(timeout=30)
+    assert killed.is_dir()  # nothing removed it
+
+    path.write_text(script)
+    result = project.flask("db", *command, env=env)
+    [line] = [line for line in result.stderr.splitlines() if "scratch database" in line]
+    assert line.endswith(
+        "Removed 1 SQLite scratch database(s) that killed Flask-Evolve runs on this host left behind: "
+        f"{killed}."
+    ), result
+    # The killed run's copy is gone, this run removed its own, the others are as they were.
+    assert set(temp.iterdir()) == others
+    assert (live / "scratch.db").exists() and (elsewhere / "scratch.db").exists()
+    assert (project.schema(), project.rows("employee", order_by="id"), project.version()) == before
+
+
 # -- a check that could not run is a failure (item 2) -----------------------------------------
 
 # A data step that needs rows: offline, where queries find none, `None > 100` raises.
@@ -500,4 +563,41 @@ def test_a_restored_table_gets_back_the_numbered_sequence_postgresql_gave_it(pro
     project.execute("INSERT INTO employee (title) VALUES ('clerk')")
     assert project.rows("employee", order_by="id") == [
         {"id": 1, "title": "boss"}, {"id": 2, "title": "clerk"}
+    ]
+
+
+def test_lint_flags_a_column_dropped_inside_a_rebuild_without_the_archive_too(project: Project) -> None:
+    """Without the archive, only the downgrade (which rebuilds the old table) names the dropped column."""
+    project.write_app(STAFF.format(employee=BEFORE))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "staff")
+    project.flask("db", "upgrade")
+    project.execute(
+        "INSERT INTO employee (name, code, nickname) VALUES ('Ada', '1', 'ada'), ('Bob', '2', NULL)"
+    )
+    project.write_app(STAFF.format(employee=AFTER))
+    after = {"STAGE": "after"}
+    project.flask("db", "migrate", "-m", "contract", "--no-archive", env=after)
+    revision, path = revision_of(project, "contract")
+    script = path.read_text()
+    if project.dialect == "sqlite":
+        assert "_evolve_new_employee" in script and "archive_columns" not in script  # one plain rebuild
+
+    lint = project.flask("db", "lint", "--format", "json", env=after, ok=False)
+
+    found = {(f["revision"], f["rule"], f["message"]) for f in json.loads(lint.stdout)["findings"]}
+    running = "the running app version may still use it"
+    assert {
+        (revision, "EV102", "drops column employee.nickname"),
+        (revision, "EV401", f"drops column employee.nickname: {running}"),
+        (revision, "EV401", f"renames column employee.name to full_name: {running}"),
+    } <= found, found
+    # Kept (renamed, converted) columns are not taken for drops.
+    assert not {message for _, rule, message in found if rule == "EV102" and "nickname" not in message}
+
+    project.flask("db", "upgrade", env=after)
+    assert set(project.columns("employee")) == {"id", "full_name", "code"}
+    assert project.rows("employee", order_by="id") == [
+        {"id": 1, "full_name": "Ada", "code": 1},
+        {"id": 2, "full_name": "Bob", "code": 2},
     ]

@@ -571,10 +571,16 @@ def _app_load_error(exc: BaseException) -> str:
             return exc.format_message().strip().splitlines()[0]
         cause = exc.__context__
     where = ""
+    # The user's line, not ours: Migrate() itself refuses a bad option (ValueError).
+    own_package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     traceback = cause.__traceback__
     while traceback is not None:
         filename = traceback.tb_frame.f_code.co_filename
-        if not filename.startswith("<") and "site-packages" not in filename:
+        if (
+            not filename.startswith("<")
+            and "site-packages" not in filename
+            and not os.path.abspath(filename).startswith(own_package)
+        ):
             where = f" ({os.path.relpath(filename)}, line {traceback.tb_lineno})"
         traceback = traceback.tb_next
     if isinstance(cause, SyntaxError) and cause.filename:

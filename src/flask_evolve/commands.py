@@ -261,6 +261,61 @@ def _where_the_downgrade_stopped(directory: PathLike | None, sql: bool) -> Itera
         raise error from exc
 
 
+@contextmanager
+def _where_the_upgrade_stopped(
+    directory: PathLike | None, config: AlembicConfig, sql: bool
+) -> Iterator[None]:
+    """When an upgrade script refuses to go on (a lossy type change, a foreign key check) after
+    earlier steps committed (each migration commits on its own), say where the database is now,
+    not that nothing was changed.
+
+    Where it started comes from Alembic's ``on_version_apply`` callback, in memory: the version
+    table is read again only on the failure path, never when the upgrade succeeds.
+    """
+    from flask_evolve.migration_run import is_multidb
+
+    if sql or is_multidb(config):
+        # Several version tables: one "was/now" would describe only the default database.
+        yield
+        return
+    started: list[str] = []
+
+    def first_step(*, ctx: Any, step: Any, heads: set[str], run_args: Any) -> None:
+        if not started:
+            before = (set(heads) - set(step.destination_revision_ids)) | set(step.source_revision_ids)
+            started.extend(sorted(before) or ["base"])
+
+    args = current_app.extensions["migrate"].configure_args
+    had = "on_version_apply" in args
+    own = args.get("on_version_apply")
+    theirs = [] if own is None else [own] if callable(own) else list(own)
+    args["on_version_apply"] = [*theirs, first_step]
+    try:
+        yield
+    except MigrationError as exc:
+        location = _script_frame(exc, os.path.abspath(_directory(directory)))
+        if not started or location is None or os.path.basename(location[0]) == "env.py":
+            raise
+        after = sorted(_database_revisions()) or ["base"]
+        if after == started:
+            raise  # one transaction for the run (--single-transaction): all of it rolled back
+        was, now = ", ".join(started), ", ".join(after)
+        what = _NOTHING_CHANGED.sub("", str(exc).strip()).rstrip(".")
+        name = _migrate_extension().command
+        error = MigrationError(
+            f"{what}; that step was rolled back, but the steps before it were applied: the database is "
+            f"now at {now} (it was at {was}); fix that migration, then `flask {name} upgrade` goes on "
+            f"from there (`flask {name} downgrade {was}` takes it back)."
+        )
+        error.exit_code = exc.exit_code
+        raise error from exc
+    finally:
+        if had:
+            args["on_version_apply"] = own
+        else:
+            args.pop("on_version_apply", None)
+
+
 def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
     """What failed and the fix, when rows had no value for a NOT NULL column (the script was
     probably written against a database where the table was empty)."""
@@ -584,7 +639,7 @@ def upgrade(
     from alembic import command
 
     config = _config(directory, x_arg=x_arg)
-    with _explained(directory), migration_run(
+    with _explained(directory), _where_the_upgrade_stopped(directory, config, sql), migration_run(
         _migrate_extension(),
         config,
         sql=sql,

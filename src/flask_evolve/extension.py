@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,27 @@ EVOLVE_OPTIONS = frozenset(
         "lint_ignore",
     }
 )
+
+
+def checked_lock_timeout(value: Any) -> float | None:
+    """``Migrate(lock_timeout=...)`` as seconds; a ValueError naming the fix if it is not a wait.
+
+    Checked when the app builds its Migrate, not when a migration first has to wait: nan and
+    inf would otherwise wait for ever or crash, and a negative value give up at once, and only
+    when another migration happens to hold the lock.
+    """
+    if value is None:
+        return None
+    seconds: float | None = None
+    if not isinstance(value, bool):
+        with contextlib.suppress(TypeError, ValueError):
+            seconds = float(value)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            f"Migrate(lock_timeout={value!r}) is not a number of seconds: give one such as 30, "
+            f"or None to wait for another migration for ever."
+        )
+    return seconds
 
 
 class _MigrateConfig:
@@ -159,6 +182,7 @@ class Migrate:
         self.db = db
         self.command = command
         self.directory = str(directory)
+        checked_lock_timeout(kwargs.get("lock_timeout"))
         self.alembic_ctx_kwargs: dict[str, Any] = kwargs
         self.alembic_ctx_kwargs["compare_type"] = compare_type
         self.alembic_ctx_kwargs["render_as_batch"] = render_as_batch
@@ -181,6 +205,7 @@ class Migrate:
         self.db = db or self.db
         self.command = command or self.command
         self.directory = str(directory or self.directory)
+        checked_lock_timeout(kwargs.get("lock_timeout"))
         self.alembic_ctx_kwargs.update(kwargs)
         if compare_type is not None:
             self.alembic_ctx_kwargs["compare_type"] = compare_type

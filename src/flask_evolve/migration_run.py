@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 from flask_evolve.errors import MigrationError
+from flask_evolve.extension import checked_lock_timeout
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -110,12 +111,16 @@ def migration_run(
         for engine in engines:
             _check_backup_possible(engine)
     if lock_timeout is None:
-        lock_timeout = migrate.evolve_options.get("lock_timeout")
+        # Checked again: the options are a public dict an app may change after Migrate().
+        try:
+            lock_timeout = checked_lock_timeout(migrate.evolve_options.get("lock_timeout"))
+        except ValueError as exc:
+            raise MigrationError(str(exc)) from None
     version_table = current_app.extensions["migrate"].configure_args.get("version_table")
     with migration_lock(
         engines,
         name=version_table or "alembic_version",
-        timeout=None if lock_timeout is None else float(lock_timeout),
+        timeout=lock_timeout,
         notify=notify,
     ):
         if clean_stale:

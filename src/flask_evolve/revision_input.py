@@ -12,6 +12,10 @@ RESERVED_REVISION_IDS = frozenset({"head", "heads", "base", "current"})
 # ASCII only: the id becomes a file name, a Python string and a value in SQL statements.
 _REVISION_ID = re.compile(r"[A-Za-z0-9_]+")
 
+#: Alembic's ``alembic_version.version_num`` is VARCHAR(32): a longer id is written to a file
+#: fine but only fails at ``upgrade`` (PostgreSQL: "value too long"), after the work is done.
+MAX_REVISION_ID_LENGTH = 32
+
 
 def checked_rev_id(rev_id: str | None) -> str | None:
     """``rev_id`` if it is safe to use as a revision id; else a one-line :class:`UserInputError`."""
@@ -21,6 +25,11 @@ def checked_rev_id(rev_id: str | None) -> str | None:
         raise UserInputError(
             f"--rev-id {rev_id!r} is not a revision id: use only ASCII letters, digits and underscores "
             f"(or leave it out to get a generated one)."
+        )
+    if len(rev_id) > MAX_REVISION_ID_LENGTH:
+        raise UserInputError(
+            f"--rev-id '{rev_id}' is {len(rev_id)} characters long; the alembic_version table holds at most "
+            f"{MAX_REVISION_ID_LENGTH}: choose a shorter id."
         )
     if rev_id.lower() in RESERVED_REVISION_IDS:
         raise UserInputError(

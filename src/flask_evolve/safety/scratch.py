@@ -22,6 +22,12 @@ log = logging.getLogger("flask_evolve")
 #: Every temporary PostgreSQL scratch database's name starts so.
 SCRATCH_PREFIX = "flask_evolve_scratch_"
 
+#: Every temporary SQLite scratch directory's name starts so (in the system temp directory).
+SQLITE_SCRATCH_PREFIX = "flask-evolve-scratch-"
+
+#: The file in a SQLite scratch directory that names its owner, as the PostgreSQL comment does.
+_OWNER_FILE = "owner"
+
 #: The comment each scratch database carries: the process that made it, and where it runs.
 _OWNER = "flask-evolve scratch database of process {pid} on {host}"
 _OWNER_PATTERN = re.compile(r"flask-evolve scratch database of process (\d+) on (.+)")
@@ -46,7 +52,11 @@ def scratch_engine(live_url: sa.URL | str, scratch_url: str | None = None) -> It
     url = sa.make_url(live_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        directory = tempfile.mkdtemp(prefix="flask-evolve-scratch-")
+        _remove_stale_sqlite_scratch()
+        directory = tempfile.mkdtemp(prefix=SQLITE_SCRATCH_PREFIX)
+        # Who made it: a later run removes it if this process is killed before its own rmtree.
+        with open(os.path.join(directory, _OWNER_FILE), "w", encoding="utf-8") as f:
+            f.write(_OWNER.format(pid=os.getpid(), host=socket.gethostname()))
         engine = sa.create_engine(
             url.set(database=os.path.join(directory, "scratch.db")), poolclass=NullPool
         )
@@ -105,7 +115,8 @@ def _drop_database(admin: sa.Connection, name: str) -> None:
 
 
 def _owner_is_gone(comment: str | None) -> bool:
-    """Whether the process named by a scratch database's comment ran on this host and has ended.
+    """Whether the process named by a scratch database's comment (or SQLite owner file) ran on this
+    host and has ended.
 
     A database without our comment, or made on another host, is never judged gone: nothing
     here can tell whether its verify still runs.
@@ -156,6 +167,44 @@ def _remove_stale_scratch_databases(admin: sa.Connection) -> None:
             "Removed %d scratch database(s) that killed Flask-Evolve runs on this host left behind: %s.",
             len(removed),
             ", ".join(removed),
+        )
+
+
+def _remove_stale_sqlite_scratch() -> None:
+    """Remove the SQLite scratch directories that a killed run (SIGKILL, power cut) left behind.
+
+    Only those whose owner file names a process of this host that is gone: a directory with
+    no owner file (an older version's, or one a live run is still making) is never touched.
+    Whatever fails here is left for a later run.
+    """
+    root = tempfile.gettempdir()
+    removed = []
+    try:
+        candidates = [e for e in os.scandir(root) if e.name.startswith(SQLITE_SCRATCH_PREFIX)]
+    except OSError:
+        return
+    for entry in candidates:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            with open(os.path.join(entry.path, _OWNER_FILE), encoding="utf-8") as f:
+                owner = f.read(200).strip()
+        except OSError:
+            continue
+        if not _owner_is_gone(owner):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.exists(entry.path):
+            removed.append(entry.path)
+    if removed:
+        from flask_evolve.runtime.logs import keep_progress_visible
+
+        keep_progress_visible()
+        log.warning(
+            "Removed %d SQLite scratch database(s) that killed Flask-Evolve runs on this host "
+            "left behind: %s.",
+            len(removed),
+            ", ".join(sorted(removed)),
         )
 
 
