@@ -543,6 +543,61 @@ def test_an_archive_written_before_its_shape_was_recorded_still_comes_back(proje
     assert archive_tables(project) == set()
 
 
+# A revision that adds something (its models, then SQL giving it data), and what may have been
+# done since to the archive its downgrade kept.
+DOWNGRADE_TAMPERINGS = {
+    "a table the revision created": (
+        COMPANY + employee(),
+        ["INSERT INTO company (cname, city) VALUES ('Acme', 'Paris')"],
+        ["ALTER TABLE {archive} ADD COLUMN extra INTEGER"],
+        "not archived: extra",
+    ),
+    "a column the revision added": (
+        employee("email = db.Column(db.String(120))"),
+        ["UPDATE employee SET email = 'ada@example.com'"],
+        [
+            "CREATE TABLE tampered AS SELECT id, CAST(length(email) AS INTEGER) AS email FROM {archive}",
+            "DROP TABLE {archive}",
+            "ALTER TABLE tampered RENAME TO {archive}",
+        ],
+        "email is ",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(DOWNGRADE_TAMPERINGS))
+def test_a_changed_archive_of_a_downgrade_stops_the_upgrade_that_restores_it(
+    project: Project, tampering: str
+) -> None:
+    models, data, statements, difference = DOWNGRADE_TAMPERINGS[tampering]
+    start(project, employee(), {"employee": [{"name": "Ada"}]})
+    initial = project.version()
+    write(project, models)
+    project.flask("db", "migrate", "-m", "add")
+    project.flask("db", "upgrade")
+    for statement in data:
+        project.execute(statement)
+    project.flask("db", "downgrade")
+    (archive,) = archive_tables(project)
+    assert archive.startswith("_evolve_archive_down_")
+    for statement in statements:
+        project.execute(statement.format(archive=archive))
+
+    def state() -> tuple[Any, ...]:
+        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
+        return snapshot(project, {"employee": "id"}), archived, project.version()
+
+    before = state()
+
+    stopped = project.flask("db", "upgrade", ok=False)
+    error = stopped.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: the archive table {archive} is not what revision"), stopped
+    assert difference in error and "after the downgrade" in error, error
+    assert error.endswith("then run the upgrade again. That migration was rolled back."), error
+    assert "Traceback" not in stopped.output
+    assert state() == before and project.version() == initial
+
+
 def test_a_downgrade_stopped_by_a_purged_archive_says_where_the_database_is_now(project: Project) -> None:
     """Each migration commits on its own: the steps before the one that refuses stay applied."""
     start(

@@ -790,6 +790,20 @@ def _archive_restored(operations: Operations, archive: str, schema: str | None) 
         _archive_listed(operations, SHAPES_TABLE, schema, exists=False)
 
 
+def _refuse_changed_downgrade_archive(
+    operations: Operations, op: RestoreColumnsOp | RestoreValuesOp | RestoreRowsOp, archive: str
+) -> None:
+    """On the way up, before restoring what a downgrade archived: refuse it if it changed since.
+
+    No ``check_archive`` comes first there (a database that never went down has no archive), so
+    this compares with the registry's record only, and costs its two queries only when the archive
+    is there to restore.
+    """
+    found = archive_columns(operations.get_bind(), archive, op.schema)
+    check = CheckArchiveOp(op.table_name, revision=op.revision, schema=op.schema)
+    _refuse_changed_archive(operations, check, archive, found, stage="upgrade")
+
+
 @Operations.implementation_for(ArchiveColumnsOp)
 def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
     q = _Quoting(operations, op.schema)
@@ -943,7 +957,8 @@ def _refuse_changed_archive(
             f"the archive table {archive} is not what revision {op.revision} archived from "
             f"{op.table_name} ({'; '.join(differences)}): it was changed, or another table's archive "
             f"was renamed into its place, after the {'upgrade' if stage == 'downgrade' else 'downgrade'}; "
-            f"make it match again (rename or alter it back), then run the {stage} again. Nothing was changed."
+            f"make it match again (rename or alter it back), then run the {stage} again. "
+            + ("Nothing was changed." if stage == "downgrade" else "That migration was rolled back.")
         )
 
 
@@ -1041,6 +1056,7 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
             return
         if not _has_archive(operations, archive, op.schema):
             return
+        _refuse_changed_downgrade_archive(operations, op, archive)
     elif not offline:
         # Again, in case the script was edited to restore without checking first.
         _check_archive(operations, CheckArchiveOp.for_restore(op))
@@ -1093,6 +1109,7 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
             return
         if not _has_archive(operations, archive, op.schema):
             return
+        _refuse_changed_downgrade_archive(operations, op, archive)
     elif not offline:
         _check_archive(operations, CheckArchiveOp.for_restore(op))
     index = _archive_of(op, f"{op.table_name}_key")
@@ -1133,6 +1150,8 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
         if op.on == "downgrade":
             return
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
+    if op.on == "downgrade":
+        _refuse_changed_downgrade_archive(operations, op, archive)
     # Both tables' columns in one catalog query, not one each: an initial revision restores N tables.
     reflected = {
         key[1]: found
