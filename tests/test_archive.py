@@ -56,8 +56,13 @@ def start(project: Project, models: str, rows: dict[str, list[dict[str, Any]]]) 
         )
 
 
+#: Flask-Evolve's record of each archive's columns and types (there while an archive is).
+SHAPES = "_evolve_archive_shapes"
+
+
 def archive_tables(project: Project) -> set[str]:
-    return {t for t in project.tables(archive=True) if t.startswith("_evolve_archive_")}
+    """The archive tables (the registry of their shapes is not one)."""
+    return {t for t in project.tables(archive=True) if t.startswith("_evolve_archive_") and t != SHAPES}
 
 
 def snapshot(project: Project, order: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -322,6 +327,7 @@ def test_purged_archive_stops_the_downgrade(project: Project) -> None:
     purged = project.flask("db", "archive", "--purge").stdout
     assert purged.count("Purged") == 2
     assert archive_tables(project) == set()
+    assert SHAPES not in project.tables(archive=True)  # the registry goes with the last archive
     assert "The archive is empty" in project.flask("db", "archive").stdout
     upgraded = project.schema()
 
@@ -415,6 +421,183 @@ def test_an_archive_kept_by_a_script_without_archive_types_still_comes_back(proj
     assert archive_tables(project) == set()
 
 
+TEAM = """
+class Team(db.Model):
+    tid = db.Column(db.Integer, primary_key=True)
+    title = db.Column(db.String(40), nullable=False)
+"""
+
+
+def _upgrade_a_legacy_revision(project: Project) -> None:
+    """Revision "drop" archives tables company and team and employee.email, written as Flask-Evolve
+    generated it before ``check_archive(..., types=...)``: its checks name no types, and a table's
+    check no columns (``op.check_archive('company', revision='...')``)."""
+    start(
+        project,
+        COMPANY + TEAM + employee("email = db.Column(db.String(120))"),
+        {
+            "company": [{"cname": "Acme", "city": "Paris"}, {"cname": "Bolt", "city": None}],
+            "team": [{"title": "core"}],
+            "employee": [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": None}],
+        },
+    )
+    write(project, employee())
+    project.flask("db", "migrate", "-m", "drop")
+    path = next((project.migrations / "versions").glob("*_drop.py"))
+    legacy = re.sub(r", types=\{[^}]*\}", "", path.read_text())
+    assert "types=" not in legacy and re.search(r"op\.check_archive\('company', revision='\w+'\)", legacy)
+    path.write_text(legacy)
+    project.flask("db", "upgrade")
+
+
+# What someone may have done to the archives of that legacy revision since its upgrade.
+LEGACY_TAMPERINGS = {
+    "a column added to a table's archive": (
+        ["ALTER TABLE {company} ADD COLUMN extra INTEGER"],
+        "{company} is not what revision",
+        "not archived: extra",
+    ),
+    "a type changed in a column archive": (
+        [
+            "CREATE TABLE tampered AS SELECT id, CAST(length(email) AS INTEGER) AS email FROM {email}",
+            "DROP TABLE {email}",
+            "ALTER TABLE tampered RENAME TO {email}",
+        ],
+        "{email} is not what revision",
+        "email is ",
+    ),
+    "two table archives swapped": (
+        [
+            "ALTER TABLE {team} RENAME TO swapped",
+            "ALTER TABLE {company} RENAME TO {team}",
+            "ALTER TABLE swapped RENAME TO {company}",
+        ],
+        " is not what revision",
+        "missing ",
+    ),
+}
+
+
+def _legacy_archives(project: Project) -> dict[str, str]:
+    archives = archive_tables(project)
+    return {
+        name: next(a for a in archives if a.endswith(f"_{table}"))
+        for name, table in (("company", "company"), ("team", "team"), ("email", "employee"))
+    }
+
+
+@pytest.mark.parametrize("tampering", list(LEGACY_TAMPERINGS))
+def test_a_changed_archive_of_a_revision_without_archive_types_stops_the_downgrade(
+    project: Project, tampering: str
+) -> None:
+    """The shape recorded when the archive was written protects histories older than ``types=``."""
+    _upgrade_a_legacy_revision(project)
+    archives = _legacy_archives(project)
+    statements, which, difference = LEGACY_TAMPERINGS[tampering]
+    for statement in statements:
+        project.execute(statement.format(**archives))
+
+    def state() -> tuple[Any, ...]:
+        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
+        return snapshot(project, {"employee": "id"}), archived, project.version()
+
+    before = state()
+
+    stopped = project.flask("db", "downgrade", ok=False)
+    error = stopped.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: the archive table _evolve_archive_"), stopped
+    assert which.format(**archives) in error and difference in error, error
+    assert error.endswith("then run the downgrade again. Nothing was changed."), error
+    assert "Traceback" not in stopped.output
+    assert state() == before
+
+
+def test_an_unchanged_archive_of_a_revision_without_archive_types_comes_back(project: Project) -> None:
+    _upgrade_a_legacy_revision(project)
+    listed = project.flask("db", "archive").stdout
+    assert "shapes" not in listed and "3 archive table(s)" in listed
+
+    project.flask("db", "downgrade")
+
+    companies = [(r["cname"], r["city"]) for r in project.rows("company", "cid")]
+    assert companies == [("Acme", "Paris"), ("Bolt", None)]
+    assert [r["title"] for r in project.rows("team", "tid")] == ["core"]
+    assert [(r["name"], r["email"]) for r in project.rows("employee", "id")] == [
+        ("Ada", "ada@example.com"),
+        ("Bob", None),
+    ]
+    assert archive_tables(project) == set()
+    assert SHAPES not in project.tables(archive=True)  # no record left behind: the registry is gone too
+
+
+def test_an_archive_written_before_its_shape_was_recorded_still_comes_back(project: Project) -> None:
+    """Archives kept by an older Flask-Evolve have no record: they are restored unchecked, as before."""
+    _upgrade_a_legacy_revision(project)
+    project.execute(f"DROP TABLE {SHAPES}")
+
+    project.flask("db", "downgrade")
+
+    assert [r["cname"] for r in project.rows("company", "cid")] == ["Acme", "Bolt"]
+    assert [r["title"] for r in project.rows("team", "tid")] == ["core"]
+    assert [r["email"] for r in project.rows("employee", "id")] == ["ada@example.com", None]
+    assert archive_tables(project) == set()
+
+
+# A revision that adds something (its models, then SQL giving it data), and what may have been
+# done since to the archive its downgrade kept.
+DOWNGRADE_TAMPERINGS = {
+    "a table the revision created": (
+        COMPANY + employee(),
+        ["INSERT INTO company (cname, city) VALUES ('Acme', 'Paris')"],
+        ["ALTER TABLE {archive} ADD COLUMN extra INTEGER"],
+        "not archived: extra",
+    ),
+    "a column the revision added": (
+        employee("email = db.Column(db.String(120))"),
+        ["UPDATE employee SET email = 'ada@example.com'"],
+        [
+            "CREATE TABLE tampered AS SELECT id, CAST(length(email) AS INTEGER) AS email FROM {archive}",
+            "DROP TABLE {archive}",
+            "ALTER TABLE tampered RENAME TO {archive}",
+        ],
+        "email is ",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(DOWNGRADE_TAMPERINGS))
+def test_a_changed_archive_of_a_downgrade_stops_the_upgrade_that_restores_it(
+    project: Project, tampering: str
+) -> None:
+    models, data, statements, difference = DOWNGRADE_TAMPERINGS[tampering]
+    start(project, employee(), {"employee": [{"name": "Ada"}]})
+    initial = project.version()
+    write(project, models)
+    project.flask("db", "migrate", "-m", "add")
+    project.flask("db", "upgrade")
+    for statement in data:
+        project.execute(statement)
+    project.flask("db", "downgrade")
+    (archive,) = archive_tables(project)
+    assert archive.startswith("_evolve_archive_down_")
+    for statement in statements:
+        project.execute(statement.format(archive=archive))
+
+    def state() -> tuple[Any, ...]:
+        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
+        return snapshot(project, {"employee": "id"}), archived, project.version()
+
+    before = state()
+
+    stopped = project.flask("db", "upgrade", ok=False)
+    error = stopped.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: the archive table {archive} is not what revision"), stopped
+    assert difference in error and "after the downgrade" in error, error
+    assert error.endswith("then run the upgrade again. That migration was rolled back."), error
+    assert "Traceback" not in stopped.output
+    assert state() == before and project.version() == initial
+
+
 def test_a_downgrade_stopped_by_a_purged_archive_says_where_the_database_is_now(project: Project) -> None:
     """Each migration commits on its own: the steps before the one that refuses stay applied."""
     start(
@@ -469,6 +652,8 @@ def test_purge_before_a_revision_keeps_newer_archives(sqlite_project: Project) -
     purged = project.flask("db", "archive", "--purge", "--before", head).stdout
     assert "employee.email" in purged and "phone" not in purged
     assert {t for t in archive_tables(project)} == {f"_evolve_archive_{head}_employee"}
+    # The registry keeps the record of the archive still there, and only that one.
+    assert {r[0] for r in project.query(f"SELECT archive FROM {SHAPES}")} == archive_tables(project)
 
 
 def test_archiving_can_be_switched_off(sqlite_project: Project) -> None:

@@ -26,6 +26,13 @@ class ArchiveError(MigrationError):
     """The archive cannot give a step what it needs (purged, values missing, stale); says what to do."""
 
 
+#: Flask-Evolve's record of each archive table's columns and types as they were when it was written
+#: (one row per column, one registry per schema, there only while it holds a record): the restore
+#: refuses an archive changed since, whatever script restores it. Named with the archive prefix so
+#: that autogenerate, ``check`` and drift leave it out like the archives; no archive has this name
+#: (theirs are ``<prefix><token>_<table>``, and "shapes" has no underscore).
+SHAPES_TABLE = f"{ARCHIVE_PREFIX}shapes"
+
 #: Archive kinds: ``"drop"`` keeps dropped columns and tables, ``"values"`` the
 #: original values of columns whose type changed.
 KINDS = ("drop", "values")
@@ -60,6 +67,7 @@ def _archive_of(op: Any, name: str) -> str:
 
 
 def is_archive_table(name: str | None) -> bool:
+    """Whether ``name`` is Flask-Evolve's (an archive, or the registry of their shapes): not the app's."""
     return bool(name) and name.startswith(ARCHIVE_PREFIX)  # type: ignore[union-attr]
 
 
@@ -710,6 +718,92 @@ def _refuse_stale_archive(
     )
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _record_shape(operations: Operations, archive: str, schema: str | None) -> None:
+    """Write down the columns and types archive ``archive`` has just been given, for its restore.
+
+    One ``INSERT ... SELECT`` from the catalog, run by the database in the migration's transaction
+    (a rollback takes the record with the archive), so the upgrade sends no reflection query;
+    ``--sql`` prints the same statements. Types as :func:`archive_columns` reads them back.
+    """
+    dialect = operations.migration_context.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        return
+    q = _Quoting(operations, schema)
+    registry = q.table(SHAPES_TABLE)
+    offline = operations.migration_context.as_sql
+    # The listing the stale-archive check just read says whether the registry is there.
+    known = not offline and _has_archive(operations, SHAPES_TABLE, schema)
+    if not known:
+        operations.execute(
+            f"CREATE TABLE IF NOT EXISTS {registry} (archive TEXT NOT NULL, ordinal INTEGER NOT NULL, "
+            "column_name TEXT NOT NULL, column_type TEXT NOT NULL, PRIMARY KEY (archive, column_name))"
+        )
+        if not offline:
+            _archive_listed(operations, SHAPES_TABLE, schema, exists=True)
+    if known or offline:
+        # A record left by an archive dropped by hand, or restored offline, is not this one's.
+        operations.execute(text_safe(f"DELETE FROM {registry} WHERE archive = {_literal(archive)}"))
+    columns = f"INSERT INTO {registry} (archive, ordinal, column_name, column_type)"
+    if dialect == "postgresql":
+        select = (
+            f"SELECT {_literal(archive)}, attnum, attname, format_type(atttypid, atttypmod) "
+            f"FROM pg_attribute WHERE attrelid = to_regclass({_literal(q.table(archive))}) "
+            "AND attnum > 0 AND NOT attisdropped"
+        )
+    else:
+        where = f", {_literal(schema)}" if schema else ""
+        select = (
+            f"SELECT {_literal(archive)}, cid, name, coalesce(type, '') "
+            f"FROM pragma_table_info({_literal(archive)}{where})"
+        )
+    operations.execute(text_safe(f"{columns} {select}"))
+
+
+def _recorded_shape(operations: Operations, archive: str, schema: str | None) -> dict[str, str] | None:
+    """``{column: type}`` recorded when ``archive`` was written; ``None`` for an archive written
+    before Flask-Evolve kept the registry (or by hand), which then is not checked against it."""
+    if not _has_archive(operations, SHAPES_TABLE, schema):
+        return None
+    registry = _Quoting(operations, schema).table(SHAPES_TABLE)
+    rows = operations.get_bind().execute(
+        sa.text(f"SELECT column_name, column_type FROM {registry} WHERE archive = :archive ORDER BY ordinal"),
+        {"archive": archive},
+    )
+    return {row[0]: row[1] for row in rows} or None
+
+
+def _archive_restored(operations: Operations, archive: str, schema: str | None) -> None:
+    """Archive ``archive`` is gone (restored): so is its record, and the registry with its last one."""
+    _archive_listed(operations, archive, schema, exists=False)
+    # Offline the registry cannot be known to be there; the next archive of that name replaces the record.
+    if operations.migration_context.as_sql or not _has_archive(operations, SHAPES_TABLE, schema):
+        return
+    registry = _Quoting(operations, schema).table(SHAPES_TABLE)
+    bind = operations.get_bind()
+    bind.execute(sa.text(f"DELETE FROM {registry} WHERE archive = :archive"), {"archive": archive})
+    if bind.execute(sa.text(f"SELECT 1 FROM {registry} LIMIT 1")).first() is None:
+        operations.execute(f"DROP TABLE {registry}")
+        _archive_listed(operations, SHAPES_TABLE, schema, exists=False)
+
+
+def _refuse_changed_downgrade_archive(
+    operations: Operations, op: RestoreColumnsOp | RestoreValuesOp | RestoreRowsOp, archive: str
+) -> None:
+    """On the way up, before restoring what a downgrade archived: refuse it if it changed since.
+
+    No ``check_archive`` comes first there (a database that never went down has no archive), so
+    this compares with the registry's record only, and costs its two queries only when the archive
+    is there to restore.
+    """
+    found = archive_columns(operations.get_bind(), archive, op.schema)
+    check = CheckArchiveOp(op.table_name, revision=op.revision, schema=op.schema)
+    _refuse_changed_archive(operations, check, archive, found, stage="upgrade")
+
+
 @Operations.implementation_for(ArchiveColumnsOp)
 def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
     q = _Quoting(operations, op.schema)
@@ -720,6 +814,7 @@ def _archive_columns(operations: Operations, op: ArchiveColumnsOp) -> None:
     # plain SQL for `upgrade --sql`; the lookup index is built only on restore.
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT {selected} FROM {q.table(op.table_name)}")
     _archive_listed(operations, archive, op.schema, exists=True)
+    _record_shape(operations, archive, op.schema)
 
 
 def _missing_rows(operations: Operations, op: CheckArchiveOp, q: _Quoting, archive: str) -> int:
@@ -823,11 +918,24 @@ def _same_type(found: str, wanted: str, *, sqlite: bool) -> bool:
 
 
 def _refuse_changed_archive(
-    operations: Operations, op: CheckArchiveOp, archive: str, found: dict[str, str]
+    operations: Operations,
+    op: CheckArchiveOp,
+    archive: str,
+    found: dict[str, str],
+    stage: str = "downgrade",
 ) -> None:
-    """Refuse an archive whose columns or types are not what the revision archived."""
+    """Refuse an archive whose columns or types are not what the revision archived.
+
+    What was archived is, first, what the registry recorded when the archive was written (so
+    scripts of any age are checked), else the script's ``types=``, else its column names.
+
+    :param stage: the command that restores it (``"upgrade"`` for what a downgrade archived).
+    """
     expected: dict[str, str | None]
-    if op.types:
+    recorded = _recorded_shape(operations, archive, op.schema)
+    if recorded is not None:
+        expected = dict(recorded)
+    elif op.types:
         expected = dict(op.types)
     elif op.columns is not None and op.key:
         # A script from before ``types``: at least the names, which CREATE TABLE AS fixed.
@@ -848,8 +956,9 @@ def _refuse_changed_archive(
         raise ArchiveError(
             f"the archive table {archive} is not what revision {op.revision} archived from "
             f"{op.table_name} ({'; '.join(differences)}): it was changed, or another table's archive "
-            f"was renamed into its place, after the upgrade; make it match again (rename or alter it "
-            f"back), then run the downgrade again. Nothing was changed."
+            f"was renamed into its place, after the {'upgrade' if stage == 'downgrade' else 'downgrade'}; "
+            f"make it match again (rename or alter it back), then run the {stage} again. "
+            + ("Nothing was changed." if stage == "downgrade" else "That migration was rolled back.")
         )
 
 
@@ -947,6 +1056,7 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
             return
         if not _has_archive(operations, archive, op.schema):
             return
+        _refuse_changed_downgrade_archive(operations, op, archive)
     elif not offline:
         # Again, in case the script was edited to restore without checking first.
         _check_archive(operations, CheckArchiveOp.for_restore(op))
@@ -974,7 +1084,7 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
         update = f"UPDATE {q.table(op.table_name)} SET {q.name(column)} = {expression}"
         operations.execute(text_safe(f"{update} WHERE {no_archived_row}"))
     operations.execute(f"DROP TABLE {q.table(archive)}")
-    _archive_listed(operations, archive, op.schema, exists=False)
+    _archive_restored(operations, archive, op.schema)
 
 
 @Operations.implementation_for(ArchiveRowsOp)
@@ -984,6 +1094,7 @@ def _archive_rows(operations: Operations, op: ArchiveRowsOp) -> None:
     _refuse_stale_archive(operations, op, archive)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT * FROM {q.table(op.table_name)}")
     _archive_listed(operations, archive, op.schema, exists=True)
+    _record_shape(operations, archive, op.schema)
 
 
 @Operations.implementation_for(RestoreValuesOp)
@@ -998,6 +1109,7 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
             return
         if not _has_archive(operations, archive, op.schema):
             return
+        _refuse_changed_downgrade_archive(operations, op, archive)
     elif not offline:
         _check_archive(operations, CheckArchiveOp.for_restore(op))
     index = _archive_of(op, f"{op.table_name}_key")
@@ -1018,7 +1130,7 @@ def _restore_values(operations: Operations, op: RestoreValuesOp) -> None:
             f"UPDATE {target} SET {name} = a.{name} FROM {q.table(archive)} a WHERE {match}{unchanged}"
         )
     operations.execute(f"DROP TABLE {q.table(archive)}")
-    _archive_listed(operations, archive, op.schema, exists=False)
+    _archive_restored(operations, archive, op.schema)
 
 
 @Operations.implementation_for(RestoreRowsOp)
@@ -1038,6 +1150,8 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
         if op.on == "downgrade":
             return
         raise ArchiveError(_purged_message(f"table {op.table_name}", op.revision))
+    if op.on == "downgrade":
+        _refuse_changed_downgrade_archive(operations, op, archive)
     # Both tables' columns in one catalog query, not one each: an initial revision restores N tables.
     reflected = {
         key[1]: found
@@ -1070,7 +1184,7 @@ def _restore_rows(operations: Operations, op: RestoreRowsOp) -> None:
                 top = f"(SELECT coalesce(max({q.name(column)}), 0) + 1 FROM {q.table(op.table_name)})"
                 bind.execute(sa.text("SELECT setval(:sequence, " + top + ", false)"), {"sequence": sequence})
     operations.execute(f"DROP TABLE {q.table(archive)}")
-    _archive_listed(operations, archive, op.schema, exists=False)
+    _archive_restored(operations, archive, op.schema)
 
 
 #: The pg_constraint kinds backed by an index (primary key, unique, exclusion), whose names are
@@ -1187,6 +1301,7 @@ def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
         )
     operations.rename_table(op.table_name, archive, schema=op.schema)
     _archive_listed(operations, archive, op.schema, exists=True)
+    _record_shape(operations, archive, op.schema)
     found = _indexed_constraints(operations, archive, op.schema)
     # All of them, not only those the script lists: PostgreSQL names an unnamed primary key or
     # UNIQUE itself (employee_pkey, employee_email_key), and a table re-created while the archive
@@ -1208,7 +1323,7 @@ def _restore_table(operations: Operations, op: RestoreTableOp) -> None:
         renames = [(name, original) for name, original in originals if original is not None]
     _rename_constraints(operations, archive, renames, op.schema)
     operations.rename_table(archive, op.table_name, schema=op.schema)
-    _archive_listed(operations, archive, op.schema, exists=False)
+    _archive_restored(operations, archive, op.schema)
     q = _Quoting(operations, op.schema)
     table = q.table(op.table_name)
     for column, type_sql in op.enums.items():

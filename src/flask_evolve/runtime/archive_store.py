@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flask_evolve.runtime.archive_ops import ARCHIVE_PREFIX, KINDS, archive_name, is_archive_table
+from flask_evolve.runtime.archive_ops import (
+    ARCHIVE_PREFIX,
+    KINDS,
+    SHAPES_TABLE,
+    archive_name,
+    is_archive_table,
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def list_archive(
     live = [n for n in names if not is_archive_table(n)]
     preparer = connection.dialect.identifier_preparer
     archived: list[ArchivedTable] = []
-    for name in sorted(n for n in names if is_archive_table(n)):
+    # The registry of the archives' shapes is no archive: it goes with the last one.
+    for name in sorted(n for n in names if is_archive_table(n) and n != SHAPES_TABLE):
         revision, table, on, kind = _origin(name, revisions, live)
         # A renamed table keeps its primary key; CREATE TABLE AS (archived columns) has none.
         columns: tuple[str, ...] | None = None
@@ -131,8 +138,8 @@ def list_archive(
     return archived
 
 
-def purge(connection: Connection, tables: Iterable[ArchivedTable], schema: str | None = None) -> None:
-    """Drop archive tables for good, in the caller's transaction."""
+def purge(connection: Connection, tables: Sequence[ArchivedTable], schema: str | None = None) -> None:
+    """Drop archive tables for good, with their records in the registry, in the caller's transaction."""
     preparer = connection.dialect.identifier_preparer
     for table in tables:
         quoted = preparer.quote(table.name)
@@ -142,6 +149,25 @@ def purge(connection: Connection, tables: Iterable[ArchivedTable], schema: str |
         # table; CASCADE drops only such constraints, never rows elsewhere.
         cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
         connection.execute(sa.text(f"DROP TABLE {quoted}{cascade}"))
+    _forget_shapes(connection, [table.name for table in tables], schema)
+
+
+def _forget_shapes(connection: Connection, names: list[str], schema: str | None) -> None:
+    """Drop the registry's records of purged archives, and the registry once it holds none."""
+    if not names or not sa.inspect(connection).has_table(SHAPES_TABLE, schema=schema):
+        return
+    preparer = connection.dialect.identifier_preparer
+    registry = preparer.quote(SHAPES_TABLE)
+    if schema is not None:
+        registry = f"{preparer.quote_schema(schema)}.{registry}"
+    connection.execute(
+        sa.text(f"DELETE FROM {registry} WHERE archive IN :names").bindparams(
+            sa.bindparam("names", expanding=True)
+        ),
+        {"names": names},
+    )
+    if connection.execute(sa.text(f"SELECT 1 FROM {registry} LIMIT 1")).first() is None:
+        connection.execute(sa.text(f"DROP TABLE {registry}"))
 
 
 _ARCHIVE_CALL = re.compile(
