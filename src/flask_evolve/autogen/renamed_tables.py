@@ -1,8 +1,9 @@
-"""What else changed in a renamed table: Alembic's comparison against the table renamed in a savepoint."""
+"""What else changed in a renamed table or column: Alembic's comparison against the renames in a savepoint."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,15 +50,20 @@ def _metadata_of(migration_context: MigrationContext, key: str) -> sa.MetaData |
 
 
 def compare_renamed_table(
-    migration_context: MigrationContext, old: str, new: str, *, schema: str | None = None
+    migration_context: MigrationContext,
+    old: str,
+    new: str,
+    *,
+    schema: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> RenamedTable | None:
     """Compare model table ``new`` with database table ``old`` (both in ``schema``) as if ``old``
-    were already renamed.
+    were already renamed, and its ``columns`` (old name to new) too.
 
-    The rename runs in a savepoint that is rolled back, so Alembic's whole comparison
-    (columns, types, defaults, indexes, constraints, our comparators) sees the table under
-    its new name, and every op it writes is one to run after the rename. None when the
-    database refuses the rename (then the pair stays drop + create).
+    The renames run in a savepoint that is rolled back, so Alembic's whole comparison
+    (columns, types, defaults, indexes, constraints, our comparators) sees the table and
+    columns under their new names, and every op it writes is one to run after the renames.
+    None when the database refuses a rename (then the pair stays drop + create).
     """
     connection = migration_context.connection
     metadata = _metadata_of(migration_context, new if schema is None else f"{schema}.{new}")
@@ -75,7 +81,12 @@ def compare_renamed_table(
         log.debug("could not compare %s as %s: %s", old, new, exc)
         return None
     try:
-        connection.exec_driver_sql(f"ALTER TABLE {prefix}{quote(old)} RENAME TO {quote(new)}")
+        if old != new:
+            connection.exec_driver_sql(f"ALTER TABLE {prefix}{quote(old)} RENAME TO {quote(new)}")
+        for column, new_column in (columns or {}).items():
+            connection.exec_driver_sql(
+                f"ALTER TABLE {prefix}{quote(new)} RENAME COLUMN {quote(column)} TO {quote(new_column)}"
+            )
         # The user sees these changes once, in the lines about the renames.
         with quiet_alembic():
             context = MigrationContext.configure(connection=connection, opts=opts)

@@ -304,6 +304,9 @@ class Schemas:
     serial_sequence: Callable[[str | None, str, str], str | None] | None = None
     #: Compares database table ``old`` with model table ``new`` as if renamed (None: pure renames only).
     compare_renamed: Callable[[str, str], RenamedTable | None] | None = None
+    #: What else changes in columns renamed (old name to new) in database table ``old``, model
+    #: table ``new``: Alembic's alterations of them, on the new names (None: nothing compared).
+    compare_renamed_columns: Callable[[str, str, Mapping[str, str]], list[ops.AlterColumnOp]] | None = None
 
     #: The database's name for its default schema ("public"): hints may spell it out.
     default_schema: str | None = None
@@ -795,6 +798,37 @@ def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap)
     return found
 
 
+def _renamed_column_changes(
+    renames: Sequence[Rename],
+    schemas: Schemas,
+    old_by_new: Mapping[str, str],
+    groups: Mapping[str, ops.ModifyTableOps],
+) -> list[ops.ModifyTableOps]:
+    """What else changes in renamed columns (a server default, a comment, a size): to run after the renames.
+
+    A candidate weighs type, nullability and keys; a rename alone would lose the rest, in the
+    upgrade and in the reversed downgrade. A renamed table's changes join its group; others
+    get a group of their own.
+    """
+    if schemas.compare_renamed_columns is None:
+        return []
+    by_table: dict[str, dict[str, str]] = {}
+    for rename in renames:
+        if isinstance(rename, ColumnRename):
+            by_table.setdefault(rename.table, {})[rename.old] = rename.new
+    found = []
+    for table, columns in by_table.items():
+        alters = schemas.compare_renamed_columns(old_by_new.get(table, table), table, columns)
+        if not alters:
+            continue
+        if table in groups:
+            groups[table].ops.extend(alters)
+        else:
+            model_table = schemas.models[table]
+            found.append(ops.ModifyTableOps(model_table.name, list(alters), schema=model_table.schema))
+    return found
+
+
 def _comment(rename: Rename) -> str:
     if rename.reason == "assumed":
         return f"rename assumed: {rename.label} (use --no-renames to undo)"
@@ -851,6 +885,7 @@ def apply_renames(
 
     rename_ops: list[Any] = []
     groups = {op_table(group): group for group in changed_tables}
+    column_changes = _renamed_column_changes(renames, schemas, old_by_new, groups)
     for rename in renames:
         if isinstance(rename, TableRename):
             old_name, new_table = schemas.database[rename.old].name, schemas.models[rename.new]
@@ -884,6 +919,7 @@ def apply_renames(
         *rename_ops,
         *layout.in_place,
         *_renamed_keys(schemas, renames, names),
+        *column_changes,
         *upgrade_ops.ops,
         *layout.after.values(),
     ]
@@ -1019,7 +1055,26 @@ def detect_renames(ctx: RewriteContext) -> None:
             migration_context, schemas.database[old].name, model_table.name, schema=model_table.schema
         )
 
+    def compare_renamed_columns(old: str, new: str, columns: Mapping[str, str]) -> list[ops.AlterColumnOp]:
+        model_table = schemas.models[new]
+        compared = compare_renamed_table(
+            migration_context,
+            schemas.database[old].name,
+            model_table.name,
+            schema=model_table.schema,
+            columns=columns,
+        )
+        if compared is None:  # e.g. SQLite before 3.25: the renames alone, as before
+            return []
+        renamed = set(columns.values())
+        return [
+            sub
+            for sub in compared.changes.ops
+            if isinstance(sub, ops.AlterColumnOp) and sub.column_name in renamed
+        ]
+
     schemas.compare_renamed = compare_renamed
+    schemas.compare_renamed_columns = compare_renamed_columns
     outcome = choose_renames(
         changes,
         schemas,
