@@ -379,6 +379,12 @@ TAMPERINGS = {
 }
 
 
+def archive_state(project: Project) -> tuple[Any, ...]:
+    """Employee's schema and rows, every archive's rows, and the version: what a refusal keeps."""
+    archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
+    return snapshot(project, {"employee": "id"}), archived, project.version()
+
+
 @pytest.mark.parametrize("tampering", list(TAMPERINGS))
 def test_a_changed_archive_stops_the_downgrade_before_anything_changes(
     project: Project, tampering: str
@@ -391,11 +397,7 @@ def test_a_changed_archive_stops_the_downgrade_before_anything_changes(
     for statement in statements:
         project.execute(statement.format(company=company, email=email))
 
-    def state() -> tuple[Any, ...]:
-        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
-        return snapshot(project, {"employee": "id"}), archived, project.version()
-
-    before = state()
+    before = archive_state(project)
 
     stopped = project.flask("db", "downgrade", ok=False)
     error = stopped.stderr.strip().splitlines()[-1]
@@ -403,7 +405,7 @@ def test_a_changed_archive_stops_the_downgrade_before_anything_changes(
     assert f"{company} is not what revision" in error or f"{email} is not what revision" in error
     assert difference in error and error.endswith("Nothing was changed."), error
     assert "Traceback" not in stopped.output
-    assert state() == before
+    assert archive_state(project) == before
 
 
 def test_an_archive_kept_by_a_script_without_archive_types_still_comes_back(project: Project) -> None:
@@ -497,11 +499,7 @@ def test_a_changed_archive_of_a_revision_without_archive_types_stops_the_downgra
     for statement in statements:
         project.execute(statement.format(**archives))
 
-    def state() -> tuple[Any, ...]:
-        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
-        return snapshot(project, {"employee": "id"}), archived, project.version()
-
-    before = state()
+    before = archive_state(project)
 
     stopped = project.flask("db", "downgrade", ok=False)
     error = stopped.stderr.strip().splitlines()[-1]
@@ -509,7 +507,7 @@ def test_a_changed_archive_of_a_revision_without_archive_types_stops_the_downgra
     assert which.format(**archives) in error and difference in error, error
     assert error.endswith("then run the downgrade again. Nothing was changed."), error
     assert "Traceback" not in stopped.output
-    assert state() == before
+    assert archive_state(project) == before
 
 
 def test_an_unchanged_archive_of_a_revision_without_archive_types_comes_back(project: Project) -> None:
@@ -583,11 +581,7 @@ def test_a_changed_archive_of_a_downgrade_stops_the_upgrade_that_restores_it(
     for statement in statements:
         project.execute(statement.format(archive=archive))
 
-    def state() -> tuple[Any, ...]:
-        archived = {a: sorted(repr(r) for r in project.rows(a)) for a in archive_tables(project)}
-        return snapshot(project, {"employee": "id"}), archived, project.version()
-
-    before = state()
+    before = archive_state(project)
 
     stopped = project.flask("db", "upgrade", ok=False)
     error = stopped.stderr.strip().splitlines()[-1]
@@ -595,7 +589,7 @@ def test_a_changed_archive_of_a_downgrade_stops_the_upgrade_that_restores_it(
     assert difference in error and "after the downgrade" in error, error
     assert error.endswith("then run the upgrade again. That migration was rolled back."), error
     assert "Traceback" not in stopped.output
-    assert state() == before and project.version() == initial
+    assert archive_state(project) == before and project.version() == initial
 
 
 def test_a_downgrade_stopped_by_a_purged_archive_says_where_the_database_is_now(project: Project) -> None:

@@ -54,19 +54,25 @@ def scripts(project: Project) -> list[Path]:
     return sorted((project.migrations / "versions").glob("*.py"), key=lambda p: p.stat().st_mtime)
 
 
-def start(project: Project, *, convention: bool = False) -> None:
-    """An upgraded project with the original models and rows in both tables.
-
-    Without ``convention`` the migrations folder is one Flask-Migrate would have
-    made, so the database names its constraints itself, as create_all() does.
-    """
-    project.write_app(models())
+def upgraded(project: Project, app_models: str, *, convention: bool = False) -> None:
+    """``app_models`` initialised, migrated and upgraded; without ``convention`` the migrations
+    folder is one Flask-Migrate would have made, so the database names its constraints itself."""
+    project.write_app(app_models)
     project.flask("db", "init")
     if not convention:
         ini = project.migrations / "alembic.ini"
         ini.write_text(ini.read_text().split("[flask_evolve]")[0])
     project.flask("db", "migrate", "-m", "initial")
     project.flask("db", "upgrade")
+
+
+def start(project: Project, *, convention: bool = False) -> None:
+    """An upgraded project with the original models and rows in both tables.
+
+    Without ``convention`` the migrations folder is one Flask-Migrate would have
+    made, so the database names its constraints itself, as create_all() does.
+    """
+    upgraded(project, models(), convention=convention)
     project.execute("INSERT INTO company (cid, cname, clocation) VALUES (1, 'Acme', 'Paris')")
     project.execute(
         "INSERT INTO employee (id, name, email, company_id) VALUES "
@@ -244,13 +250,7 @@ def test_a_column_renamed_and_another_retyped_in_one_table_downgrades(
 ) -> None:
     # The narrower type archives the old values: their restore splits the table's changes in
     # two on the way down, and the rename back comes after the retype's rebuild.
-    project.write_app(RETYPED.format(name="name", length=50))
-    project.flask("db", "init")
-    # As in start(): the database names its constraints itself, as create_all() does.
-    ini = project.migrations / "alembic.ini"
-    ini.write_text(ini.read_text().split("[flask_evolve]")[0])
-    project.flask("db", "migrate", "-m", "initial")
-    project.flask("db", "upgrade")
+    upgraded(project, RETYPED.format(name="name", length=50))
     project.execute("INSERT INTO employee (id, name, age) VALUES (1, 'Ada', '36'), (2, 'Linus', '54')")
     project.write_app(RETYPED.format(name="full_name", length=10))
 
@@ -292,13 +292,7 @@ def test_a_column_renamed_with_a_new_server_default_gets_both_both_ways(
 ) -> None:
     # Renaming a column and giving it a default is one model edit: the guessed rename must carry
     # the default's change along, and the downgrade must put the old default back.
-    project.write_app(DEFAULTED.format(name="name", default=server_default(old_default)))
-    project.flask("db", "init")
-    # As in start(): the database names its constraints itself, as create_all() does.
-    ini = project.migrations / "alembic.ini"
-    ini.write_text(ini.read_text().split("[flask_evolve]")[0])
-    project.flask("db", "migrate", "-m", "initial")
-    project.flask("db", "upgrade")
+    upgraded(project, DEFAULTED.format(name="name", default=server_default(old_default)))
     project.execute("INSERT INTO employee (id, name) VALUES (1, 'Ada'), (2, NULL)")
     project.write_app(DEFAULTED.format(name="full_name", default=server_default(new_default)))
 
@@ -338,13 +332,7 @@ def test_a_column_renamed_with_a_new_length_or_comment_gets_both_both_ways(
         pytest.skip("SQLite keeps no column comments")
     column = "\n    {name} = db.Column({type}, nullable=True{comment})\n"
     head = "\nclass Employee(db.Model):\n    id = db.Column(db.Integer, primary_key=True)"
-    project.write_app(head + column.format(name="name", type="db.String", comment=""))
-    project.flask("db", "init")
-    # As in start(): the database names its constraints itself, as create_all() does.
-    ini = project.migrations / "alembic.ini"
-    ini.write_text(ini.read_text().split("[flask_evolve]")[0])
-    project.flask("db", "migrate", "-m", "initial")
-    project.flask("db", "upgrade")
+    upgraded(project, head + column.format(name="name", type="db.String", comment=""))
     project.execute("INSERT INTO employee (id, name) VALUES (1, 'Ada')")
     project.write_app(head + column.format(name="full_name", type=new_type, comment=comment))
 
