@@ -483,3 +483,47 @@ def test_prompt_on_a_real_terminal(sqlite_project: Project) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Did you rename employee.name to employee.full_name (VARCHAR(80))? [y/N]" in completed.stdout
     assert "rename confirmed at the prompt" in scripts(project)[-1].read_text()
+
+
+LONG_NAME = "employee_" + "x" * 54  # 63 characters: PostgreSQL's longest name
+LONG_TABLE = """
+class Employee(db.Model):
+    __tablename__ = "{table}"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), unique=True)
+{extra}"""
+NEW_EMPLOYEE = """
+class NewEmployee(db.Model):
+    __tablename__ = "employee"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), unique=True)
+"""
+
+
+def test_a_table_renamed_to_a_63_character_name_frees_its_old_key_names(project: Project) -> None:
+    # The convention's names for the renamed table are too long and SQLAlchemy shortens them
+    # (pk_employee_xxx..._1a2b): the keys must get those names, or a new table of the old
+    # name collides with its own pk_employee / uq_employee_name.
+    project.write_app(LONG_TABLE.format(table="employee", extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "initial")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (id, name) VALUES (1, 'Ada'), (2, 'Linus')")
+
+    project.write_app(LONG_TABLE.format(table=LONG_NAME, extra=""))
+    project.flask("db", "migrate", "-m", "long", "--rename", f"employee={LONG_NAME}")
+    project.flask("db", "upgrade")
+    again = project.flask("db", "migrate", "--exit-code", ok=False)
+    assert again.returncode == 1 and "No changes in schema detected." in again.output, again
+
+    project.write_app(LONG_TABLE.format(table=LONG_NAME, extra=NEW_EMPLOYEE))
+    project.flask("db", "migrate", "-m", "new employee")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO employee (id, name) VALUES (1, 'Grace')")
+    assert project.rows(LONG_NAME, order_by="id") == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Linus"}]
+    assert project.rows("employee") == [{"id": 1, "name": "Grace"}]
+
+    project.execute("DELETE FROM employee")
+    project.flask("db", "downgrade", "--", "-2")
+    assert project.rows("employee", order_by="id") == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Linus"}]
+    assert project.tables() == {"employee", "alembic_version"}

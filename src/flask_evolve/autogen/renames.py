@@ -653,6 +653,7 @@ def _pattern_names(item: Item, table: str, columns: Sequence[str], schemas: Sche
             columns,
             referred_table=item.referred_name,
             convention=schemas.convention or NAMING_CONVENTION,
+            max_length=_identifier_length(schemas),
         )
     ]
     if schemas.dialect_name == "postgresql" and item.kind in ("unique", "fk"):
@@ -672,8 +673,12 @@ def _target_name(match: Item, item: Item, old: str, new: str, schemas: Schemas) 
         return None  # a name someone chose: keep it
     after = _pattern_names(item, new, item.columns, schemas)
     target = after[before.index(match.name)]
-    max_length = getattr(schemas.dialect, "max_identifier_length", None) or 63
-    return target if len(target) <= max_length else None
+    return target if len(target) <= _identifier_length(schemas) else None
+
+
+def _identifier_length(schemas: Schemas) -> int:
+    """The longest name the database keeps; longer convention names are shortened as SQLAlchemy does."""
+    return getattr(schemas.dialect, "max_identifier_length", None) or 63
 
 
 def _group(table: sa.Table) -> ops.ModifyTableOps:
@@ -775,10 +780,11 @@ def _renamed_keys(schemas: Schemas, renames: Sequence[Rename], names: RenameMap)
             old, new, schema = db_table.name, model_table.name, model_table.schema
             pk_name = db_table.primary_key.name if db_table.primary_key is not None else None
             convention = schemas.convention or NAMING_CONVENTION
+            longest = _identifier_length(schemas)
             patterns = [
                 (f"{old}_pkey", f"{new}_pkey"),
-                (convention_name("pk", old, [], convention=convention),
-                 convention_name("pk", new, [], convention=convention)),
+                (convention_name("pk", old, [], convention=convention, max_length=longest),
+                 convention_name("pk", new, [], convention=convention, max_length=longest)),
             ]
             for before, after in patterns:
                 if pk_name == before and len(after) <= 63:
