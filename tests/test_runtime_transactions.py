@@ -293,3 +293,38 @@ def test_an_upgrade_refused_with_nothing_committed_still_says_nothing_was_change
     first = project.flask("db", "upgrade", ok=False)
     assert "nothing was changed" in _error_line(first) and "now at" not in _error_line(first), first
     assert project.version() == ["r2"] and set(project.columns("product")) == {"id", "code", "stock"}
+
+
+ACCOUNT = """
+class Account(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    email = db.Column(db.String(80){unique})
+"""
+
+
+def test_a_unique_constraint_that_the_rows_repeat_names_the_values_and_changes_nothing(
+    project: Project,
+) -> None:
+    project.write_app(ACCOUNT.format(unique=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "account")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO account (id, email) VALUES (1, 'ada@x'), (2, 'ada@x'), (3, 'bob@x')")
+    project.write_app(ACCOUNT.format(unique=", unique=True"))
+    project.flask("db", "migrate", "-m", "unique email")
+    before = (project.schema(), project.rows("account", order_by="id"), project.version())
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    error = _error_line(failed)
+    # The data is at fault, not the script: the line names the key, how many values repeat, and the query.
+    assert "account(email) must be unique and 1 value(s) of it are repeated in the rows" in error, error
+    assert "that migration was rolled back" in error, error
+    assert "SELECT email, count(*) FROM account GROUP BY email HAVING count(*) > 1" in error, error
+    assert "_evolve_new_" not in error and "fix the migration" not in error, error
+    assert (project.schema(), project.rows("account", order_by="id"), project.version()) == before
+
+    # Doing what it says lets the same script through.
+    project.execute("UPDATE account SET email = 'grace@x' WHERE id = 2")
+    project.flask("db", "upgrade")
+    assert [row["email"] for row in project.rows("account", order_by="id")] == ["ada@x", "grace@x", "bob@x"]

@@ -24,6 +24,7 @@ from flask_evolve.errors import (
     explain_database_error,
     explain_revision_map_warning,
     not_null_violation,
+    unique_violation,
 )
 from flask_evolve.legacy_env import legacy_env_support
 from flask_evolve.migration_run import is_multidb, migration_run
@@ -206,6 +207,9 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         not_null = not_null_violation(what) if is_database_error else None
         if not_null is not None:
             what, fix = _not_null_failure(engine, *not_null)
+        repeated = unique_violation(exc) if is_database_error else None
+        if repeated is not None:
+            what, fix = _unique_failure(engine, *repeated)
         return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
     if isinstance(exc, DBAPIError):
         url, _ = _default_database()
@@ -331,6 +335,25 @@ def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
         f"give those rows a value in that migration (a server_default=... on the column, or an UPDATE "
         f"before it; `flask {_migrate_extension().command} migrate --fill {table}.{column}=VALUE` writes "
         f"one), or make the column nullable"
+    )
+    return what, fix
+
+
+def _unique_failure(engine: Any, table: str, columns: list[str]) -> tuple[str, str]:
+    """What failed and the fix, when rows repeat a value that a UNIQUE constraint or index of the
+    migration (or a row it copies) must not repeat: the data needs fixing, not the script."""
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
+    from flask_evolve.safety.rules import count_repeated
+
+    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
+        table = table.removeprefix(prefix)
+    key = f"{table}({', '.join(columns)})"
+    repeated = count_repeated(engine, table, columns) if engine is not None else None
+    what = f"{key} must be unique and {repeated or 'some'} value(s) of it are repeated in the rows"
+    listed = ", ".join(columns)
+    fix = (
+        f"make those rows unique first (`SELECT {listed}, count(*) FROM {table} GROUP BY {listed} "
+        f"HAVING count(*) > 1` lists them), or take unique=True off the model and write the migration again"
     )
     return what, fix
 

@@ -291,6 +291,31 @@ def not_null_violation(line: str) -> tuple[str, str] | None:
     return None
 
 
+#: SQLite names the columns (``table.a, table.b``); an expression index is named ``index 'ix'`` instead.
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: ((?:[^\s.,']+\.[^\s,]+)(?:, [^\s.,']+\.[^\s,]+)*)")
+#: PostgreSQL's DETAIL of a unique violation: ``Key (a, b)=(1, x) is duplicated.`` or ``already exists.``
+_POSTGRESQL_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
+
+
+def unique_violation(exc: BaseException) -> tuple[str, list[str]] | None:
+    """``(table, columns)`` when a database error says rows repeat a value that must be unique."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return None
+    found = _SQLITE_UNIQUE.search(_first_line(str(orig)))
+    if found:
+        pairs = [pair.split(".", 1) for pair in found.group(1).split(", ")]
+        return pairs[0][0].strip('"`'), [column.strip('"`') for _, column in pairs]
+    diag = getattr(orig, "diag", None)  # psycopg 3 and psycopg2 carry the server's fields here
+    if getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != "23505" or diag is None:
+        return None
+    key = _POSTGRESQL_KEY.search(getattr(diag, "message_detail", None) or "")
+    table = getattr(diag, "table_name", None)
+    if not key or not table:
+        return None
+    return table, [column.strip().strip('"') for column in key.group("columns").split(",")]
+
+
 def explain_database_error(exc: BaseException, *, database: str) -> str:
     """One line for a database error raised outside any migration script (connecting, reading the version).
 

@@ -450,6 +450,27 @@ def _column_names(columns: Sequence[Any]) -> list[str] | None:
     return None if any(not isinstance(n, str) for n in names) else names  # type: ignore[return-value]
 
 
+def _repeated_values(connection: Connection, table: str, columns: Sequence[str]) -> int:
+    """How many values of ``table(columns)`` more than one row holds (NULLs never count as repeats)."""
+    cols = ", ".join(_quote(connection, c) for c in columns)
+    not_null = " AND ".join(f"{_quote(connection, c)} IS NOT NULL" for c in columns)
+    return _scalar(
+        connection,
+        f"SELECT count(*) FROM (SELECT {cols} FROM {_quote(connection, table)} "
+        f"WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1) AS duplicates",
+    )
+
+
+def count_repeated(engine: Any, table: str, columns: Sequence[str]) -> int | None:
+    """:func:`_repeated_values` on its own connection, for an error's advice: ``None`` when the
+    database cannot tell now (the columns do not exist outside the failed migration)."""
+    try:
+        with engine.connect() as connection:
+            return _repeated_values(connection, table, columns) or None
+    except Exception:  # advice only: never hide the error being explained
+        return None
+
+
 @rule(
     "EV202",
     "add-unique",
@@ -469,13 +490,7 @@ def add_unique(operation: Any, ctx: RuleContext) -> Hit | None:
     if names:
 
         def probe(connection: Connection) -> ProbeResult:
-            cols = ", ".join(_quote(connection, c) for c in names)
-            not_null = " AND ".join(f"{_quote(connection, c)} IS NOT NULL" for c in names)
-            n = _scalar(
-                connection,
-                f"SELECT count(*) FROM (SELECT {cols} FROM {_quote(connection, table)} "
-                f"WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1) AS duplicates",
-            )
+            n = _repeated_values(connection, table, names)
             repeated = f"{n} value(s) of {table}({', '.join(names)}) are repeated: this upgrade will fail."
             return ProbeResult(repeated if n else None)
 
