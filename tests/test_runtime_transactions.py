@@ -295,6 +295,19 @@ def test_an_upgrade_refused_with_nothing_committed_still_says_nothing_was_change
     assert project.version() == ["r2"] and set(project.columns("product")) == {"id", "code", "stock"}
 
 
+def _rows_then_a_generated_change(project: Project, models: str, rows: str, changed_models: str) -> None:
+    """A history `flask db migrate` wrote: the models upgraded, ``rows`` inserted (statements split
+    on ``; ``), then a second revision for ``changed_models``, not yet applied."""
+    project.write_app(models)
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "first")
+    project.flask("db", "upgrade")
+    for statement in rows.split("; "):
+        project.execute(statement)
+    project.write_app(changed_models)
+    project.flask("db", "migrate", "-m", "second")
+
+
 ACCOUNT = """
 class Account(db.Model):
     id = db.Column(db.Integer, primary_key=True)
@@ -305,13 +318,12 @@ class Account(db.Model):
 def test_a_unique_constraint_that_the_rows_repeat_names_the_values_and_changes_nothing(
     project: Project,
 ) -> None:
-    project.write_app(ACCOUNT.format(unique=""))
-    project.flask("db", "init")
-    project.flask("db", "migrate", "-m", "account")
-    project.flask("db", "upgrade")
-    project.execute("INSERT INTO account (id, email) VALUES (1, 'ada@x'), (2, 'ada@x'), (3, 'bob@x')")
-    project.write_app(ACCOUNT.format(unique=", unique=True"))
-    project.flask("db", "migrate", "-m", "unique email")
+    _rows_then_a_generated_change(
+        project,
+        ACCOUNT.format(unique=""),
+        "INSERT INTO account (id, email) VALUES (1, 'ada@x'), (2, 'ada@x'), (3, 'bob@x')",
+        ACCOUNT.format(unique=", unique=True"),
+    )
     before = (project.schema(), project.rows("account", order_by="id"), project.version())
 
     failed = project.flask("db", "upgrade", ok=False)
@@ -328,3 +340,38 @@ def test_a_unique_constraint_that_the_rows_repeat_names_the_values_and_changes_n
     project.execute("UPDATE account SET email = 'grace@x' WHERE id = 2")
     project.flask("db", "upgrade")
     assert [row["email"] for row in project.rows("account", order_by="id")] == ["ada@x", "grace@x", "bob@x"]
+
+
+MEMBERSHIP = """
+class Team(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+
+
+class Member(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    team_id = db.Column(db.Integer{foreign_key})
+"""
+
+
+def test_a_foreign_key_that_rows_point_past_names_them_and_changes_nothing(project: Project) -> None:
+    _rows_then_a_generated_change(
+        project,
+        MEMBERSHIP.format(foreign_key=""),
+        "INSERT INTO team (id) VALUES (1); INSERT INTO member (id, team_id) VALUES (1, 1), (2, 7), (3, 8)",
+        MEMBERSHIP.format(foreign_key=', db.ForeignKey("team.id")'),
+    )
+    before = (project.schema(), project.rows("member", order_by="id"), project.version())
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    error = _error_line(failed)
+    assert "of member reference missing rows of team (first: " in error, error
+    assert "point those rows at existing team rows or delete them first" in error, error
+    if project.dialect == "postgresql":
+        assert "(first: team_id=7)" in error and "that migration was rolled back" in error, error
+    assert "fix the migration" not in error, error
+    assert (project.schema(), project.rows("member", order_by="id"), project.version()) == before
+
+    project.execute("DELETE FROM member WHERE team_id <> 1")
+    project.flask("db", "upgrade")
+    assert project.rows("member", order_by="id") == [{"id": 1, "team_id": 1}]

@@ -23,6 +23,7 @@ from flask_evolve.errors import (
     explain_alembic_error,
     explain_database_error,
     explain_revision_map_warning,
+    foreign_key_violation,
     not_null_violation,
     unique_violation,
 )
@@ -210,6 +211,14 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         repeated = unique_violation(exc) if is_database_error else None
         if repeated is not None:
             what, fix = _unique_failure(engine, *repeated)
+        dangling = foreign_key_violation(exc) if is_database_error else None
+        if dangling is not None:
+            table, first, referred = dangling
+            what = f"rows of {table} reference missing rows of {referred} (first: {first})"
+            fix = (
+                f"point those rows at existing {referred} rows or delete them first, or take the "
+                f"ForeignKey off the model and write the migration again"
+            )
         return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
     if isinstance(exc, DBAPIError):
         url, _ = _default_database()

@@ -306,14 +306,39 @@ def unique_violation(exc: BaseException) -> tuple[str, list[str]] | None:
     if found:
         pairs = [pair.split(".", 1) for pair in found.group(1).split(", ")]
         return pairs[0][0].strip('"`'), [column.strip('"`') for _, column in pairs]
-    diag = getattr(orig, "diag", None)  # psycopg 3 and psycopg2 carry the server's fields here
-    if getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != "23505" or diag is None:
+    detail = _postgresql_detail(exc, "23505", _POSTGRESQL_KEY)
+    if detail is None:
         return None
-    key = _POSTGRESQL_KEY.search(getattr(diag, "message_detail", None) or "")
-    table = getattr(diag, "table_name", None)
-    if not key or not table:
-        return None
+    table, key = detail
     return table, [column.strip().strip('"') for column in key.group("columns").split(",")]
+
+
+#: PostgreSQL's DETAIL of a row pointing nowhere: ``Key (team_id)=(7) is not present in table "team".``
+_POSTGRESQL_MISSING = re.compile(
+    r'Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\) is not present in table "(?P<table>[^"]+)"'
+)
+
+
+def _postgresql_detail(exc: BaseException, sqlstate: str, pattern: re.Pattern[str]) -> tuple[str, Any] | None:
+    """``(table, match of pattern in the DETAIL)`` from the server's error fields (psycopg 3 and psycopg2
+    both call them ``diag``), for an error of that SQLSTATE."""
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    if diag is None or getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != sqlstate:
+        return None
+    found = pattern.search(getattr(diag, "message_detail", None) or "")
+    table = getattr(diag, "table_name", None)
+    return (table, found) if found and table else None
+
+
+def foreign_key_violation(exc: BaseException) -> tuple[str, str, str] | None:
+    """``(table, first key as "column=value", referred table)`` when a PostgreSQL error says a row
+    of ``table`` points at no row of the referred table (SQLite's check names them itself)."""
+    detail = _postgresql_detail(exc, "23503", _POSTGRESQL_MISSING)
+    if detail is None:
+        return None
+    table, missing = detail
+    return table, f"{missing.group('columns')}={missing.group('values')}", missing.group("table")
 
 
 def explain_database_error(exc: BaseException, *, database: str) -> str:

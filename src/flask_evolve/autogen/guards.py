@@ -135,7 +135,8 @@ def _check_foreign_keys(operations: Operations, operation: CheckForeignKeysOp) -
         table, rowid, parent, _ = rows[0]
         raise ForeignKeyViolationError(
             f"{len(rows)} row(s) of {table} reference missing rows of {parent} (first: rowid {rowid}) "
-            f"after rebuilding {operation.table_name or 'tables'}; nothing was changed."
+            f"after rebuilding {operation.table_name or 'tables'}: point those rows at existing {parent} "
+            f"rows or delete them first; nothing was changed."
         )
 
 
