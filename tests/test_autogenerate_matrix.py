@@ -505,16 +505,21 @@ class Person(db.Model):
 """
 
 
+def _people_with_moods(project: Project, *moods: str) -> None:
+    """A history `flask db migrate` wrote for ``person`` with a native ``mood`` enum, upgraded."""
+    project.write_app(MOOD.format(values="".join(f"    {m} = {n}\n" for n, m in enumerate(moods, 1))))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "people")
+    project.flask("db", "upgrade")
+
+
 @pytest.mark.postgresql
 def test_postgresql_enum_values_added_and_removed_and_the_type_dropped_on_downgrade(
     postgres_url: str, tmp_path: Path
 ) -> None:
     project = Project(tmp_path, postgres_url)
     try:
-        project.write_app(MOOD.format(values="    happy = 1\n    sad = 2\n"))
-        project.flask("db", "init")
-        project.flask("db", "migrate", "-m", "people")
-        project.flask("db", "upgrade")
+        _people_with_moods(project, "happy", "sad")
         project.execute("INSERT INTO person (mood) VALUES ('happy'), ('sad')")
         enum_values = (
             "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid ORDER BY e.enumsortorder"
@@ -534,6 +539,71 @@ def test_postgresql_enum_values_added_and_removed_and_the_type_dropped_on_downgr
         assert project.query("SELECT typname FROM pg_type WHERE typname = 'mood'") == []
         project.flask("db", "upgrade", "head")
         assert project.query(enum_values) == [("happy",), ("sad",), ("meh",)]
+    finally:
+        project.dispose()
+
+
+@pytest.mark.postgresql
+def test_postgresql_enum_value_that_rows_hold_is_not_removed_and_the_failure_names_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    project = Project(tmp_path, postgres_url)
+    try:
+        _people_with_moods(project, "happy", "sad")
+        project.execute("INSERT INTO person (id, mood) VALUES (1, 'happy'), (2, 'sad'), (3, 'sad')")
+        versions = sorted((project.migrations / "versions").glob("*.py"))
+        without_sad = MOOD.format(values="    happy = 1\n")
+
+        # migrate: refused before writing, naming the value, the rows and the way out.
+        project.write_app(without_sad)
+        refused = project.flask("db", "migrate", "-m", "no sad", ok=False)
+        [line] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+        assert line.startswith("Error: cannot remove 'sad' from enum mood: 2 row(s) of person.mood"), line
+        assert line.endswith("or keep 'sad' in the enum; nothing was written."), line
+        assert "Traceback" not in refused.output
+        assert sorted((project.migrations / "versions").glob("*.py")) == versions
+
+        # With no row holding it the script is written; the report names the value it removes.
+        project.execute("UPDATE person SET mood = 'happy'")
+        written = project.flask("db", "migrate", "-m", "no sad")
+        assert "enum mood: remove 'sad'" in written.output, written.output
+
+        # Rows that hold it again by the time of the upgrade: one line, the migration rolled back.
+        project.execute("UPDATE person SET mood = 'sad' WHERE id = 3")
+        before = project.rows("person", order_by="id"), project.version()
+        failed = project.flask("db", "upgrade", ok=False)
+        [line] = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+        assert "failed: 1 row(s) of person.mood hold 'sad', which enum mood no longer has" in line, line
+        assert "that migration was rolled back" in line and "WHERE mood = 'sad'" in line, line
+        assert "Traceback" not in failed.output and "ValueError" not in line, line
+        assert (project.rows("person", order_by="id"), project.version()) == before
+
+        project.execute("UPDATE person SET mood = 'happy'")
+        project.flask("db", "upgrade")
+        assert [row["mood"] for row in project.rows("person", order_by="id")] == ["happy"] * 3
+    finally:
+        project.dispose()
+
+
+@pytest.mark.postgresql
+def test_postgresql_downgrade_of_an_added_enum_value_that_rows_now_hold_names_them(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    project = Project(tmp_path, postgres_url)
+    try:
+        _people_with_moods(project, "happy")
+        project.write_app(MOOD.format(values="    happy = 1\n    meh = 2\n"))
+        project.flask("db", "migrate", "-m", "meh")
+        project.flask("db", "upgrade")
+        project.execute("INSERT INTO person (id, mood) VALUES (1, 'happy'), (2, 'meh')")
+        before = project.rows("person", order_by="id"), project.version()
+
+        failed = project.flask("db", "downgrade", ok=False)
+
+        [line] = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+        assert "failed: 1 row(s) of person.mood hold 'meh', which enum mood no longer has" in line, line
+        assert "Traceback" not in failed.output
+        assert (project.rows("person", order_by="id"), project.version()) == before
     finally:
         project.dispose()
 

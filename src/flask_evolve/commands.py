@@ -20,6 +20,7 @@ from flask_evolve.errors import (
     database_advice,
     database_error_line,
     display_url,
+    enum_value_violation,
     explain_alembic_error,
     explain_database_error,
     explain_revision_map_warning,
@@ -211,6 +212,9 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         repeated = unique_violation(exc) if is_database_error else None
         if repeated is not None:
             what, fix = _unique_failure(engine, *repeated)
+        lost_value = enum_value_violation(exc)
+        if lost_value is not None:
+            what, fix = _enum_value_failure(engine, *lost_value)
         dangling = foreign_key_violation(exc) if is_database_error else None
         if dangling is not None:
             table, first, referred = dangling
@@ -363,6 +367,26 @@ def _unique_failure(engine: Any, table: str, columns: list[str]) -> tuple[str, s
     fix = (
         f"make those rows unique first (`SELECT {listed}, count(*) FROM {table} GROUP BY {listed} "
         f"HAVING count(*) > 1` lists them), or take unique=True off the model and write the migration again"
+    )
+    return what, fix
+
+
+def _enum_value_failure(engine: Any, table: str, column: str, enum: str, value: str) -> tuple[str, str]:
+    """What failed and the fix, when rows hold a value that the column's enum type loses."""
+    from flask_evolve.autogen.guards import rows_holding
+
+    count = None
+    if engine is not None:
+        try:
+            with engine.connect() as connection:
+                count = (rows_holding(connection, table, column, [value], None, array=False) or (None,))[0]
+        except Exception:  # advice only: never hide the error being explained
+            count = None
+    rows = f"{count} row(s)" if count else "rows"
+    what = f"{rows} of {table}.{column} hold {value!r}, which enum {enum} no longer has"
+    fix = (
+        f"change those rows to a value the enum keeps first (UPDATE {table} SET {column} = ... WHERE "
+        f"{column} = '{value}'), or keep {value!r} in the enum"
     )
     return what, fix
 

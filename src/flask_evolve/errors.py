@@ -341,6 +341,27 @@ def foreign_key_violation(exc: BaseException) -> tuple[str, str, str] | None:
     return table, f"{missing.group('columns')}={missing.group('values')}", missing.group("table")
 
 
+#: PostgreSQL casting a column to an enum that lacks one of its values (alembic-postgresql-enum's
+#: ``sync_enum_values`` wraps this in a ValueError).
+_ENUM_VALUE = re.compile(r'invalid input value for enum (?P<enum>[^:]+): "(?P<value>.*)"')
+_ALTERED_COLUMN = re.compile(
+    r'ALTER TABLE\s+(?:"[^"]+"\.)?"?(?P<table>[^"\s]+)"?\s+ALTER COLUMN\s+"?(?P<column>[^"\s]+)"?'
+)
+
+
+def enum_value_violation(exc: BaseException) -> tuple[str, str, str, str] | None:
+    """``(table, column, enum, value)`` when a column's rows hold a value its new enum type lacks."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        found = _ENUM_VALUE.search(_first_line(str(getattr(cause, "orig", None) or "")))
+        column = _ALTERED_COLUMN.search(str(getattr(cause, "statement", None) or ""))
+        if found and column:
+            enum = found.group("enum").split(".")[-1].strip('"')
+            return column.group("table"), column.group("column"), enum, found.group("value")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def explain_database_error(exc: BaseException, *, database: str) -> str:
     """One line for a database error raised outside any migration script (connecting, reading the version).
 

@@ -213,8 +213,10 @@ def guard_type_changes(ctx: RewriteContext) -> None:
     """Precede every narrowing type change with a check that stops before any value changes.
 
     On PostgreSQL the ``alter_column`` also gets ``postgresql_using`` so that values
-    that do convert (``'12'`` → ``12``) are converted instead of failing.
+    that do convert (``'12'`` → ``12``) are converted instead of failing. A native enum
+    losing a value that rows still hold is refused before the script is written.
     """
+    refuse_enum_value_removal(ctx)
     dialect = ctx.migration_context.dialect
     for container in (ctx.upgrade_ops, ctx.downgrade_ops):
         inserted = 0
@@ -268,3 +270,54 @@ def refuse_lossy_type_change(
             f"cannot change {group.table_name}.{name} to {new_sql}: {why}, so `flask db upgrade` would "
             f"stop there: fix or remove such values first, or keep the column's type; nothing was written."
         )
+
+
+def rows_holding(
+    connection: sa.Connection, table: str, column: str, values: list[str], schema: str | None, array: bool
+) -> tuple[int, str] | None:
+    """``(rows, first value)``: how many rows of ``table.column`` hold one of ``values`` (an enum
+    array column: any element), and the first such value in the enum's order; None if no row does."""
+    target = _quoted(connection, table, schema)
+    quoted = connection.dialect.identifier_preparer.quote(column)
+    held = f"{quoted}::text[] && CAST(:values AS text[])" if array else f"{quoted}::text = ANY(:values)"
+    with connection.begin_nested():
+        rows = connection.execute(sa.text(f"SELECT count(*) FROM {target} WHERE {held}"), {"values": values})
+        count = int(rows.scalar() or 0)
+        if not count:
+            return None
+        elements = f"unnest({quoted})::text" if array else f"{quoted}::text"
+        present = connection.execute(
+            sa.text(f"SELECT DISTINCT {elements} FROM {target} WHERE {held}"), {"values": values}
+        ).scalars()
+    found = set(present)
+    return count, next(v for v in values if v in found)
+
+
+def refuse_enum_value_removal(ctx: RewriteContext) -> None:
+    """At `migrate`: stop before the script is written when a PostgreSQL enum loses a value that
+    live rows hold (alembic-postgresql-enum's ``sync_enum_values`` would fail at `upgrade`)."""
+    connection = ctx.migration_context.connection
+    if connection is None or ctx.migration_context.as_sql or connection.dialect.name != "postgresql":
+        return
+    for op in ctx.upgrade_ops.ops:
+        if type(op).__name__ != "SyncEnumValuesOp":
+            continue
+        removed = [value for value in op.old_values if value not in op.new_values]
+        for reference in op.affected_columns if removed else ():
+            schema = reference.table_schema if isinstance(reference.table_schema, str) else op.schema
+            inspector = sa.inspect(connection)
+            if not inspector.has_table(reference.table_name, schema=schema):
+                continue
+            array = getattr(reference.column_type, "name", "COMMON") == "ARRAY"
+            table, column = reference.table_name, reference.column_name
+            held = rows_holding(connection, table, column, removed, schema, array)
+            if held is None:
+                continue
+            count, value = held
+            where = f"{table}.{column}"
+            raise DataConversionError(
+                f"cannot remove {value!r} from enum {op.name}: {count} row(s) of {where} hold it, so "
+                f"`flask db upgrade` would stop there: change those rows to a value the enum keeps first "
+                f"(to rename a value: add the new one, migrate, move the rows, then remove the old one), "
+                f"or keep {value!r} in the enum; nothing was written."
+            )

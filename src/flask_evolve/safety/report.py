@@ -68,6 +68,12 @@ def describe(operation: Any) -> str:
             return f"rename {operation.kind} {operation.old} to {operation.new}"
         fill = filled_column(operation)
         return f"fill the NULLs of {fill[1]} (--fill)" if fill else "execute SQL"
+    if type(operation).__name__ == "SyncEnumValuesOp":  # alembic-postgresql-enum's
+        added = [v for v in operation.new_values if v not in operation.old_values]
+        removed = [v for v in operation.old_values if v not in operation.new_values]
+        changes = [f"add {', '.join(map(repr, added))}"] if added else []
+        changes += [f"remove {', '.join(map(repr, removed))}"] if removed else []
+        return f"enum {operation.name}: {'; '.join(changes) or 'reorder values'}"
     from flask_evolve.runtime.archive_ops import ArchiveTableOp
 
     if isinstance(operation, ArchiveTableOp):
