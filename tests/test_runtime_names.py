@@ -106,3 +106,53 @@ class Item(db.Model):
         f"give it a shorter name in the models, then run the command again."
     )
     assert not list((project.migrations / "versions").glob("*.py"))
+
+
+TOO_LONG_TABLE = "a_really_long_table_name_that_goes_well_past_the_postgresql_limit"  # 65 bytes
+WIDE_COLUMN = "é" * 32  # 32 characters, 64 bytes in UTF-8: over PostgreSQL's 63 bytes
+ITEM = """
+class Item(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+{extra}
+"""
+# (models, how the refusal starts, the fix it names)
+CUT_SHORT = [
+    (
+        ITEM.format(extra="")
+        + f"""
+class Long(db.Model):
+    __tablename__ = {TOO_LONG_TABLE!r}
+    id = db.Column(db.Integer, primary_key=True)
+""",
+        f"Error: table name '{TOO_LONG_TABLE}' is 65 bytes, and PostgreSQL keeps only 63 ",
+        "set __tablename__ to a name of at most 63 bytes",
+    ),
+    (
+        ITEM.format(extra=f"    wide = db.Column({WIDE_COLUMN!r}, db.Integer)"),
+        f"Error: column name '{WIDE_COLUMN}' of table item is 64 bytes, and PostgreSQL keeps only 63 ",
+        "name it in at most 63 bytes (db.Column('short_name', ...))",
+    ),
+]
+
+
+def test_a_table_or_column_name_postgresql_would_cut_short_is_refused(project: Project) -> None:
+    project.write_app(ITEM.format(extra=""))
+    project.flask("db", "init")
+    project.flask("db", "migrate", "-m", "item")
+    project.flask("db", "upgrade")
+    project.execute("INSERT INTO item (id) VALUES (1)")
+    written = sorted((project.migrations / "versions").glob("*.py"))
+    schema = project.schema()
+
+    for models, start, fix in CUT_SHORT:
+        project.write_app(models)
+        if project.dialect == "sqlite":  # no such limit there: it migrates
+            project.flask("db", "migrate", "--dry-run")
+            continue
+        refused = project.flask("db", "migrate", "-m", "long", ok=False)
+        [line] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+        assert line.startswith(start), line
+        assert line.endswith(f"and would never match the model again: {fix}; nothing was written."), line
+        assert "Traceback" not in refused.output
+        assert sorted((project.migrations / "versions").glob("*.py")) == written
+        assert project.schema() == schema and project.rows("item") == [{"id": 1}]

@@ -51,13 +51,14 @@ Rewriter = Callable[["RewriteContext"], None]
 
 
 def _default_rewriters() -> list[Rewriter]:
-    """The rewriters, in the order they run: a canonical order for what Alembic finds in set order,
-    renames, column CHECKs of new tables, constraint names, NOT NULL on populated tables (refused,
-    or filled with ``--fill``), archive-before-drop, re-added NOT NULL columns, type-change guards,
-    SQLite planning."""
+    """The rewriters, in the order they run: names PostgreSQL would cut short (refused), a
+    canonical order for what Alembic finds in set order, renames, column CHECKs of new tables,
+    constraint names, NOT NULL on populated tables (refused, or filled with ``--fill``),
+    archive-before-drop, re-added NOT NULL columns, type-change guards, SQLite planning."""
     from flask_evolve.autogen.archive import archive_before_drop
     from flask_evolve.autogen.checks import keep_column_checks
     from flask_evolve.autogen.guards import guard_type_changes
+    from flask_evolve.autogen.identifiers import refuse_names_cut_short
     from flask_evolve.autogen.naming import name_constraints
     from flask_evolve.autogen.not_null import fill_not_null
     from flask_evolve.autogen.ordering import order_unordered_ops
@@ -69,6 +70,7 @@ def _default_rewriters() -> list[Rewriter]:
     # the same tree whatever the hash seed. Archive before the SQLite plan, which must see the
     # archive ops; the plan stays last: it turns every other rewriter's ops into ALTERs or rebuilds.
     return [
+        refuse_names_cut_short,
         order_unordered_ops,
         detect_renames,
         keep_column_checks,

@@ -1,0 +1,62 @@
+"""Names the database would silently cut short: refused at `migrate`, before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from alembic.operations import ops
+
+from flask_evolve.errors import MigrationError
+
+if TYPE_CHECKING:
+    from flask_evolve.autogen.pipeline import RewriteContext
+
+#: PostgreSQL keeps the first NAMEDATALEN - 1 bytes of a name (in the server's encoding, UTF-8 here)
+#: and only says so in a NOTICE: the table then never matches its model again.
+POSTGRESQL_NAME_BYTES = 63
+
+
+class IdentifierTooLongError(MigrationError):
+    """A table or column name of the models is longer than the database keeps."""
+
+
+def _new_names(container: Any) -> Iterator[tuple[str, str | None]]:
+    """``(name, table)`` for every column name the upgrade gives the database, and
+    ``(name, None)`` for every table name."""
+    for op in container.ops:
+        if isinstance(op, ops.ModifyTableOps):
+            yield from _new_names(op)
+        elif isinstance(op, ops.CreateTableOp):
+            yield op.table_name, None
+            for column in op.columns:
+                if hasattr(column, "key") and hasattr(column, "type"):  # not a constraint
+                    yield column.name, op.table_name
+        elif isinstance(op, ops.AddColumnOp):
+            yield op.column.name, op.table_name
+        elif isinstance(op, ops.AlterColumnOp) and op.modify_name:
+            yield op.modify_name, op.table_name
+        elif isinstance(op, ops.RenameTableOp):
+            yield op.new_table_name, None
+
+
+def refuse_names_cut_short(ctx: RewriteContext) -> None:
+    """Stop when a table or column name is longer than PostgreSQL keeps: it would create the
+    shortened name, and every later `migrate` would see a table to drop and one to create."""
+    if ctx.migration_context.dialect.name != "postgresql":
+        return
+    limit = POSTGRESQL_NAME_BYTES
+    for name, table in _new_names(ctx.upgrade_ops):
+        size = len(name.encode("utf-8"))
+        if size <= limit:
+            continue
+        kept = name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+        if table is None:
+            what, fix = f"table name {name!r}", f"set __tablename__ to a name of at most {limit} bytes"
+        else:
+            what = f"column name {name!r} of table {table}"
+            fix = f"name it in at most {limit} bytes (db.Column('short_name', ...))"
+        raise IdentifierTooLongError(
+            f"{what} is {size} bytes, and PostgreSQL keeps only {limit} ({kept!r}) and would never "
+            f"match the model again: {fix}; nothing was written."
+        )
