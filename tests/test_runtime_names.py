@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from functools import cache
 
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flask_evolve.autogen.identifiers import kept_by_postgresql
 from tests.harness import Project
+from tests.postgres_server import PostgresServer
 
 INJECTION = '"; DROP TABLE x; --'
 LONG_TABLE = "a_table_name_that_is_long_but_still_fits_in_postgres_limit_ok"  # 61 bytes
@@ -156,3 +163,20 @@ def test_a_table_or_column_name_postgresql_would_cut_short_is_refused(project: P
         assert "Traceback" not in refused.output
         assert sorted((project.migrations / "versions").glob("*.py")) == written
         assert project.schema() == schema and project.rows("item") == [{"id": 1}]
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+@pytest.mark.postgresql
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=70))
+def test_the_refusal_knows_exactly_what_postgresql_keeps_of_a_name(
+    postgres_server: PostgresServer, name: str
+) -> None:
+    engine = _engine(postgres_server.admin_url)
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT CAST(:name AS name)"), {"name": name}).scalar()
+    assert kept_by_postgresql(name) == kept

@@ -21,6 +21,11 @@ class IdentifierTooLongError(MigrationError):
     """A table or column name of the models is longer than the database keeps."""
 
 
+def kept_by_postgresql(name: str) -> str:
+    """The part of ``name`` PostgreSQL keeps: at most 63 bytes of UTF-8, never half a character."""
+    return name.encode("utf-8")[:POSTGRESQL_NAME_BYTES].decode("utf-8", "ignore")
+
+
 def _new_names(container: Any) -> Iterator[tuple[str, str | None]]:
     """``(name, table)`` for every column name the upgrade gives the database, and
     ``(name, None)`` for every table name."""
@@ -47,10 +52,10 @@ def refuse_names_cut_short(ctx: RewriteContext) -> None:
         return
     limit = POSTGRESQL_NAME_BYTES
     for name, table in _new_names(ctx.upgrade_ops):
-        size = len(name.encode("utf-8"))
-        if size <= limit:
+        kept = kept_by_postgresql(name)
+        if kept == name:
             continue
-        kept = name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+        size = len(name.encode("utf-8"))
         if table is None:
             what, fix = f"table name {name!r}", f"set __tablename__ to a name of at most {limit} bytes"
         else:
