@@ -601,3 +601,47 @@ def test_lint_flags_a_column_dropped_inside_a_rebuild_without_the_archive_too(pr
         {"id": 1, "full_name": "Ada", "code": 1},
         {"id": 2, "full_name": "Bob", "code": 2},
     ]
+
+
+# -- what the models do not know: a view on the live database ----------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_migrate_verifies_on_a_copy_with_the_live_views_and_upgrade_says_what_to_do(project: Project) -> None:
+    generated_history(project, "    code = db.Column(db.String(10))")
+    project.execute("UPDATE employee SET code = '1'")
+    # Made by hand (a report, say), with a function and a trigger the copy must carry too.
+    project.execute("CREATE VIEW employee_codes AS SELECT id, code FROM employee WHERE name LIKE '%a%'")
+    project.execute(
+        "CREATE FUNCTION keep_code() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.code := coalesce(NEW.code, '0'); RETURN NEW; END $$"
+    )
+    project.execute(
+        "CREATE TRIGGER employee_code BEFORE UPDATE OF code ON employee "
+        "FOR EACH ROW EXECUTE FUNCTION keep_code()"
+    )
+    project.write_app(EMPLOYEE.format(extra="    code = db.Column(db.Integer)"))
+
+    written = project.flask("db", "migrate", "-m", "code int")
+
+    # The scratch copy had the view: the warning comes before `upgrade`, not from it.
+    assert re.search(r"^  FAIL \w+ +code int", written.stderr, re.M), written.stderr
+    assert "cannot alter type of a column used by a view or rule" in written.stderr
+    assert "failed on a scratch copy of your schema" in written.stderr, written.stderr
+    schema, rows = project.schema(), project.rows("employee", order_by="id")
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    [line] = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+    assert "cannot alter type of a column used by a view or rule" in line, line
+    assert "drop it in that migration before the change (op.execute('DROP VIEW ...'))" in line, line
+    assert "Traceback" not in failed.output
+    assert (project.schema(), project.rows("employee", order_by="id")) == (schema, rows)
+    assert project.query("SELECT count(*) FROM employee_codes") == [(2,)]
+
+    # Without the view, the trigger on that column is what stops it: the copy has it too.
+    project.execute("DROP VIEW employee_codes")
+    for script in (project.migrations / "versions").glob("*code_int.py"):
+        script.unlink()
+    again = project.flask("db", "migrate", "-m", "code int")
+    assert "cannot alter type of a column used in a trigger definition" in again.stderr, again.stderr

@@ -222,6 +222,16 @@ _DATABASE_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
         "sequence it touches until it commits): raise max_locks_per_transaction or split the revision",
     ),
     (
+        re.compile(r"cannot alter type of a column used by a view or rule", re.I),
+        "a view (or rule) uses that column: drop it in that migration before the change "
+        "(op.execute('DROP VIEW ...')) and create it again after, so the view follows the new type",
+    ),
+    (
+        re.compile(r"because other objects depend on it", re.I),
+        "other objects (a view, another table's foreign key) depend on it: drop them in that migration "
+        "before the change and create them again after",
+    ),
+    (
         re.compile(r"database is locked", re.I),
         "another process holds a lock on the SQLite database: close it (or wait), then try again",
     ),

@@ -330,6 +330,66 @@ def _drops(connection: sa.Connection, objects: set[tuple[str, str | None, str]])
     return statements
 
 
+# What depends on the tables and can stop a migration (PostgreSQL refuses to change the type of a
+# column a view uses, or to drop it): functions (in their own words), views and triggers, in the
+# order they were made; none that an extension owns.
+_PG_FUNCTIONS = """
+SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind IN ('f', 'p') AND n.nspname = ANY(:schemas)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+ORDER BY p.oid
+"""
+_PG_VIEWS = """
+SELECT CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname), pg_get_viewdef(c.oid),
+       c.relkind = 'm'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY(:schemas)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+ORDER BY c.oid
+"""
+_PG_TRIGGERS = """
+SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND n.nspname = ANY(:schemas)
+ORDER BY t.oid
+"""
+
+
+def _copy_postgresql_dependents(source: sa.Connection, target: sa.Connection, schemas: list[str]) -> None:
+    """The live database's functions, views and triggers, in the scratch copy: a migration that
+    works on bare tables may fail on the real database because of them (a view on a retyped column).
+    Each goes in its own savepoint; one that cannot be made there is left out."""
+    target.exec_driver_sql("SET check_function_bodies = off")  # a function may read a view made later
+    views = [tuple(row) for row in source.execute(sa.text(_PG_VIEWS), {"schemas": schemas})]
+    functions = source.execute(sa.text(_PG_FUNCTIONS), {"schemas": schemas}).scalars().all()
+    triggers = source.execute(sa.text(_PG_TRIGGERS), {"schemas": schemas}).scalars().all()
+    view_statements = [
+        f"CREATE {kind} {name} AS {definition.rstrip().rstrip(';')}{' WITH NO DATA' if materialized else ''}"
+        for kind, name, definition, materialized in views
+    ]
+    for statement in functions:
+        _try(target, statement)
+    # A view replaced after its dependents has a newer oid than they do: go round until none is left.
+    pending = view_statements
+    while pending:
+        pending_after = [statement for statement in pending if not _try(target, statement)]
+        if len(pending_after) == len(pending):
+            break
+        pending = pending_after
+    for statement in triggers:
+        _try(target, statement)
+
+
+def _try(connection: sa.Connection, statement: str) -> bool:
+    try:
+        with connection.begin_nested():
+            connection.exec_driver_sql(statement.replace("%", "%%"))
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
 def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str = "alembic_version") -> None:
     """Recreate ``source``'s tables (empty), and its recorded revisions (read from the app's
     ``version_table``) in ``target``'s ``alembic_version``, where the scripts run without env.py look."""
@@ -357,6 +417,7 @@ def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str
                 if default is not None and "nextval(" in str(getattr(default, "arg", "")):
                     column.server_default = None
         metadata.create_all(target)
+        _copy_postgresql_dependents(source, target, ["public", *user_schemas(source)])
     if sa.inspect(source).has_table(version_table):
         quoted = source.dialect.identifier_preparer.quote(version_table)
         versions = source.execute(sa.text(f"SELECT version_num FROM {quoted}")).scalars().all()
