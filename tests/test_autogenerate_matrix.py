@@ -608,6 +608,57 @@ def test_postgresql_downgrade_of_an_added_enum_value_that_rows_now_hold_names_th
         project.dispose()
 
 
+POST = """
+class Post(db.Model):
+    id = db.Column(db.{id_type}, primary_key=True)
+    title = db.Column(db.String(50))
+
+
+class Comment(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    post_id = db.Column(db.{id_type}, db.ForeignKey("post.id"))
+"""
+
+
+@pytest.mark.postgresql
+def test_postgresql_serial_moved_to_bigint_takes_its_sequence_along_both_ways(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    project = Project(tmp_path, postgres_url)
+    sequence_type = "SELECT data_type FROM pg_sequences WHERE sequencename = 'post_id_seq'"
+    try:
+        project.write_app(POST.format(id_type="Integer"))
+        project.flask("db", "init")
+        project.flask("db", "migrate", "-m", "posts")
+        project.flask("db", "upgrade")
+        project.execute("INSERT INTO post (title) VALUES ('first'), ('second')")
+        project.execute("INSERT INTO comment (post_id) VALUES (1), (2)")
+
+        project.write_app(POST.format(id_type="BigInteger"))
+        written = project.flask("db", "migrate", "-m", "bigint ids")
+        assert "sequence of id follows it to BIGINT" in written.stderr, written.stderr
+        project.flask("db", "upgrade")
+
+        # Past INTEGER's 2,147,483,647: the point of the change.
+        assert project.query(sequence_type) == [("bigint",)]
+        project.execute("SELECT setval('post_id_seq', 3000000000)")
+        project.execute("INSERT INTO post (title) VALUES ('third')")
+        assert project.query("SELECT id, title FROM post ORDER BY id") == [
+            (1, "first"), (2, "second"), (3000000001, "third")
+        ]
+        again = project.flask("db", "migrate", "--exit-code", ok=False)
+        assert "No changes in schema detected" in again.output
+
+        project.execute("DELETE FROM post WHERE id > 2")
+        project.execute("SELECT setval('post_id_seq', 2)")
+        project.flask("db", "downgrade")
+        assert project.query(sequence_type) == [("integer",)]
+        assert project.query("SELECT id, title FROM post ORDER BY id") == [(1, "first"), (2, "second")]
+        assert project.query("SELECT post_id FROM comment ORDER BY id") == [(1,), (2,)]
+    finally:
+        project.dispose()
+
+
 # -- NOT NULL on tables with rows: refused at migrate time, or filled with --fill --------------------
 
 EMPLOYEE = """

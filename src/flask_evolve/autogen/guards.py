@@ -217,6 +217,7 @@ def guard_type_changes(ctx: RewriteContext) -> None:
     losing a value that rows still hold is refused before the script is written.
     """
     refuse_enum_value_removal(ctx)
+    retype_owned_sequences(ctx)
     dialect = ctx.migration_context.dialect
     for container in (ctx.upgrade_ops, ctx.downgrade_ops):
         inserted = 0
@@ -240,15 +241,9 @@ def guard_type_changes(ctx: RewriteContext) -> None:
                 group.ops[group.ops.index(alter)] = using
 
 
-def refuse_lossy_type_change(
-    ctx: RewriteContext, group: ops.ModifyTableOps, alter: ops.AlterColumnOp, new_sql: str
-) -> None:
-    """At `migrate`: stop before the script is written when the live rows hold a value that
-    ``op.ensure_lossless_type_change`` would stop `upgrade` on."""
-    connection = ctx.migration_context.connection
-    if connection is None or ctx.migration_context.as_sql:
-        return
-    # The live names: a rename earlier in the same migration has not happened yet.
+def _live_column(ctx: RewriteContext, group: ops.ModifyTableOps, alter: ops.AlterColumnOp) -> tuple[str, str]:
+    """The table and column names the live database has now (a rename earlier in the same
+    migration has not happened yet)."""
     table = next(
         (op.table_name for op in ctx.upgrade_ops.ops
          if isinstance(op, ops.RenameTableOp) and op.new_table_name == group.table_name),
@@ -258,6 +253,71 @@ def refuse_lossy_type_change(
     for op in group.ops[: group.ops.index(alter)]:
         if isinstance(op, ops.AlterColumnOp) and op.modify_name == column:
             column = op.column_name
+    return table, column
+
+
+class FollowSequenceTypeOp(ops.ExecuteSQLOp):
+    """PostgreSQL (``op.execute``): give the sequence a serial column owns the column's integer type.
+
+    The sequence is found when the statement runs (it may have been renamed since the script
+    was written); an identity column's sequence, which follows its column by itself, gets the
+    same type again.
+    """
+
+    def __init__(self, preparer: Any, table: str, column: str, schema: str | None, type_sql: str) -> None:
+        self.table_name, self.column_name, self.schema, self.type_sql = table, column, schema, type_sql
+        target = (preparer.quote_schema(schema) + "." if schema else "") + preparer.quote(table)
+        literal_table, literal_column = target.replace("'", "''"), column.replace("'", "''")
+        super().__init__(
+            f"DO $$DECLARE owned text := pg_get_serial_sequence('{literal_table}', '{literal_column}'); "
+            f"BEGIN IF owned IS NOT NULL THEN EXECUTE 'ALTER SEQUENCE ' || owned || ' AS {type_sql}'; "
+            f"END IF; END$$"
+        )
+
+
+def retype_owned_sequences(ctx: RewriteContext) -> None:
+    """On PostgreSQL, follow an integer column's type change (INTEGER to BIGINT, and back on
+    downgrade) with its serial sequence's: ``ALTER COLUMN ... TYPE`` leaves a SERIAL's sequence
+    at INTEGER, so a table moved to BIGINT to get past 2,147,483,647 ids still stops there."""
+    connection = ctx.migration_context.connection
+    if connection is None or ctx.migration_context.as_sql or connection.dialect.name != "postgresql":
+        return
+    preparer = connection.dialect.identifier_preparer
+    retyped: set[tuple[str | None, str, str]] = set()  # (schema, table, column) as after the upgrade
+    for group, alter, _ in _type_changes(ctx.upgrade_ops):
+        old, new = alter.existing_type, alter.modify_type
+        if not (isinstance(old, sa.Integer) and isinstance(new, sa.Integer)):
+            continue
+        table, column = _live_column(ctx, group, alter)
+        target = (preparer.quote_schema(alter.schema) + "." if alter.schema else "") + preparer.quote(table)
+        owned = connection.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, :column)"), {"table": target, "column": column}
+        ).scalar()
+        if owned is None:
+            continue
+        name = alter.modify_name or alter.column_name
+        retyped.add((alter.schema, group.table_name, name))
+        type_sql = new.compile(dialect=connection.dialect)
+        follow = FollowSequenceTypeOp(preparer, group.table_name, name, alter.schema, type_sql)
+        group.ops.insert(group.ops.index(alter) + 1, follow)
+    for group, alter, _ in _type_changes(ctx.downgrade_ops):
+        if (alter.schema, group.table_name, alter.column_name) not in retyped:
+            continue
+        name = alter.modify_name or alter.column_name
+        type_sql = alter.modify_type.compile(dialect=connection.dialect)
+        follow = FollowSequenceTypeOp(preparer, group.table_name, name, alter.schema, type_sql)
+        group.ops.insert(group.ops.index(alter) + 1, follow)
+
+
+def refuse_lossy_type_change(
+    ctx: RewriteContext, group: ops.ModifyTableOps, alter: ops.AlterColumnOp, new_sql: str
+) -> None:
+    """At `migrate`: stop before the script is written when the live rows hold a value that
+    ``op.ensure_lossless_type_change`` would stop `upgrade` on."""
+    connection = ctx.migration_context.connection
+    if connection is None or ctx.migration_context.as_sql:
+        return
+    table, column = _live_column(ctx, group, alter)
     inspector = sa.inspect(connection)
     if not inspector.has_table(table, schema=alter.schema) or column not in {
         c["name"] for c in inspector.get_columns(table, schema=alter.schema)

@@ -66,6 +66,10 @@ def describe(operation: Any) -> str:
 
         if isinstance(operation, RenameObjectOp):
             return f"rename {operation.kind} {operation.old} to {operation.new}"
+        from flask_evolve.autogen.guards import FollowSequenceTypeOp
+
+        if isinstance(operation, FollowSequenceTypeOp):
+            return f"sequence of {operation.column_name} follows it to {operation.type_sql}"
         fill = filled_column(operation)
         return f"fill the NULLs of {fill[1]} (--fill)" if fill else "execute SQL"
     if type(operation).__name__ == "SyncEnumValuesOp":  # alembic-postgresql-enum's
