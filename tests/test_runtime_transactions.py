@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -295,9 +296,9 @@ def test_an_upgrade_refused_with_nothing_committed_still_says_nothing_was_change
     assert project.version() == ["r2"] and set(project.columns("product")) == {"id", "code", "stock"}
 
 
-def _rows_then_a_generated_change(project: Project, models: str, rows: str, changed_models: str) -> None:
+def _rows_then_a_generated_change(project: Project, models: str, rows: str, changed_models: str) -> Any:
     """A history `flask db migrate` wrote: the models upgraded, ``rows`` inserted (statements split
-    on ``; ``), then a second revision for ``changed_models``, not yet applied."""
+    on ``; ``), then a second revision for ``changed_models``, not yet applied (its `migrate`'s result)."""
     project.write_app(models)
     project.flask("db", "init")
     project.flask("db", "migrate", "-m", "first")
@@ -305,7 +306,7 @@ def _rows_then_a_generated_change(project: Project, models: str, rows: str, chan
     for statement in rows.split("; "):
         project.execute(statement)
     project.write_app(changed_models)
-    project.flask("db", "migrate", "-m", "second")
+    return project.flask("db", "migrate", "-m", "second")
 
 
 ACCOUNT = """
@@ -375,3 +376,39 @@ def test_a_foreign_key_that_rows_point_past_names_them_and_changes_nothing(proje
     project.execute("DELETE FROM member WHERE team_id <> 1")
     project.flask("db", "upgrade")
     assert project.rows("member", order_by="id") == [{"id": 1, "team_id": 1}]
+
+
+PRODUCT = """
+class Product(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    price = db.Column(db.Integer)
+{check}
+"""
+
+
+PRICE_CHECK = '    __table_args__ = (db.CheckConstraint("price >= 0", name="price_positive"),)'
+
+
+def test_a_check_that_rows_break_is_counted_at_migrate_and_named_at_upgrade(project: Project) -> None:
+    written = _rows_then_a_generated_change(
+        project,
+        PRODUCT.format(check=""),
+        "INSERT INTO product (id, price) VALUES (1, 5), (2, -3), (3, -4), (4, NULL)",
+        PRODUCT.format(check=PRICE_CHECK),
+    )
+    # NULL breaks no CHECK: two rows, not three.
+    assert "EV205 warning: adds CHECK price_positive on product: 2 rows of product break it" in written.stderr
+    assert "this upgrade will fail." in written.stderr
+    before = (project.schema(), project.rows("product", order_by="id"), project.version())
+
+    failed = project.flask("db", "upgrade", ok=False)
+
+    error = _error_line(failed)
+    assert "failed: rows of product break CHECK " in error and "price_positive" in error, error
+    assert "that migration was rolled back" in error, error
+    assert "make those rows satisfy it first, or change the CHECK in the model" in error, error
+    assert (project.schema(), project.rows("product", order_by="id"), project.version()) == before
+
+    project.execute("UPDATE product SET price = 0 WHERE price < 0")
+    project.flask("db", "upgrade")
+    assert [row["price"] for row in project.rows("product", order_by="id")] == [5, 0, 0, None]

@@ -216,8 +216,8 @@ def test_lint_checks_data_migrations_that_use_get_bind(sqlite_project: Project) 
 def test_lint_rules_lists_every_rule(sqlite_project: Project) -> None:
     sqlite_project.write_app(EMPLOYEE.format(extra=""))
     listing = sqlite_project.flask("db", "lint", "--rules").stdout
-    for rule in ("EV101", "EV102", "EV103", "EV201", "EV202", "EV203", "EV204", "EV301", "EV302", "EV303",
-                 "EV304", "EV401"):
+    for rule in ("EV101", "EV102", "EV103", "EV201", "EV202", "EV203", "EV204", "EV205", "EV301", "EV302",
+                 "EV303", "EV304", "EV401"):
         assert rule in listing
 
 

@@ -39,6 +39,7 @@ RISKY: dict[str, tuple[str, ops.MigrateOperation]] = {
         "sqlite",
         ops.AlterColumnOp("employee", "age", existing_type=sa.String(10), modify_type=sa.Integer()),
     ),
+    "EV205": ("sqlite", ops.CreateCheckConstraintOp("ck_age", "employee", "age >= 0")),
     "EV301": ("postgresql", ops.CreateIndexOp("ix_name", "employee", ["name"])),
     "EV302": (
         "postgresql",
@@ -65,6 +66,7 @@ SAFE: dict[str, tuple[str, list[ops.MigrateOperation]]] = {
     ),
     "EV202": ("sqlite", [new_table("audit"), ops.CreateUniqueConstraintOp("uq", "audit", ["c"])]),
     "EV203": ("sqlite", [new_table("audit"), ops.CreateForeignKeyOp("fk", "audit", "emp", ["c"], ["i"])]),
+    "EV205": ("sqlite", [new_table("audit"), ops.CreateCheckConstraintOp("ck_c", "audit", "c >= 0")]),
     "EV204": (
         "sqlite",
         [ops.AlterColumnOp("employee", "age", existing_type=sa.Integer(), modify_type=sa.String(20))],

@@ -17,6 +17,7 @@ from flask_evolve.errors import (
     MigrationError,
     NoChangesError,
     UserInputError,
+    check_violation,
     database_advice,
     database_error_line,
     display_url,
@@ -212,6 +213,9 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         repeated = unique_violation(exc) if is_database_error else None
         if repeated is not None:
             what, fix = _unique_failure(engine, *repeated)
+        broken = check_violation(exc) if is_database_error else None
+        if broken is not None:
+            what, fix = _check_failure(*broken)
         lost_value = enum_value_violation(exc)
         if lost_value is not None:
             what, fix = _enum_value_failure(engine, *lost_value)
@@ -367,6 +371,20 @@ def _unique_failure(engine: Any, table: str, columns: list[str]) -> tuple[str, s
     fix = (
         f"make those rows unique first (`SELECT {listed}, count(*) FROM {table} GROUP BY {listed} "
         f"HAVING count(*) > 1` lists them), or take unique=True off the model and write the migration again"
+    )
+    return what, fix
+
+
+def _check_failure(table: str | None, constraint: str) -> tuple[str, str]:
+    """What failed and the fix, when rows break a CHECK constraint the migration adds (or a row it
+    copies breaks one): the data needs fixing, not the script."""
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
+
+    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
+        table = table.removeprefix(prefix) if table else table
+    what = f"rows of {table} break CHECK {constraint}" if table else f"rows break CHECK {constraint}"
+    fix = (
+        "make those rows satisfy it first, or change the CHECK in the model and write the migration again"
     )
     return what, fix
 

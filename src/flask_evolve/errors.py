@@ -372,6 +372,26 @@ def enum_value_violation(exc: BaseException) -> tuple[str, str, str, str] | None
     return None
 
 
+_SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>.+)$")
+_INSERTED_TABLE = re.compile(r'INSERT INTO\s+"?(?P<table>[^\s"(]+)"?', re.I)
+
+
+def check_violation(exc: BaseException) -> tuple[str | None, str] | None:
+    """``(table or None, constraint)`` when a database error says rows break a CHECK constraint."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return None
+    found = _SQLITE_CHECK.search(_first_line(str(orig)))
+    if found:
+        inserted = _INSERTED_TABLE.search(str(getattr(exc, "statement", None) or ""))
+        return (inserted.group("table") if inserted else None), found.group("name")
+    diag = getattr(orig, "diag", None)
+    if diag is None or getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != "23514":
+        return None
+    name = getattr(diag, "constraint_name", None)
+    return (getattr(diag, "table_name", None), name) if name else None
+
+
 def explain_database_error(exc: BaseException, *, database: str) -> str:
     """One line for a database error raised outside any migration script (connecting, reading the version).
 

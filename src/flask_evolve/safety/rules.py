@@ -560,6 +560,32 @@ def type_conversion(operation: Any, ctx: RuleContext) -> Hit | None:
     return Hit(f"converts {table}.{column} from {_describe(old)} to {_describe(new)}", column, probe)
 
 
+@rule(
+    "EV205",
+    "add-check",
+    "warning",
+    "may fail on existing data",
+    "Adding a CHECK constraint fails if existing rows break its condition.",
+    on=("CreateCheckConstraintOp",),
+)
+def add_check(operation: Any, ctx: RuleContext) -> Hit:
+    table, name = operation.table_name, operation.constraint_name
+    condition = operation.condition
+
+    def probe(connection: Connection) -> ProbeResult:
+        text = (
+            condition
+            if isinstance(condition, str)
+            else str(condition.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+        )
+        # NULL is no violation: NOT (NULL) is not true, so such rows are not counted.
+        n = _scalar(connection, f"SELECT count(*) FROM {_quote(connection, table)} WHERE NOT ({text})")
+        broken = f"{_rows_of(n, table, 'breaks', 'break')} it ({text}): this upgrade will fail."
+        return ProbeResult(broken if n else None)
+
+    return Hit(f"adds CHECK {name or '(unnamed)'} on {table}", probe=probe)
+
+
 _NUMBER_PATTERNS = {
     "integer": r"^\s*[-+]?[0-9]+\s*$",
     "numeric": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
