@@ -90,18 +90,24 @@ def lossy_value(
         )
         bad = connection.exec_driver_sql(query).fetchall()
     else:
-        # Exact numbers compare by value: 1.5000 kept as 1.50 is the same number, 1.2345 is not.
-        numeric = new_type.upper().startswith(("NUMERIC", "DECIMAL"))
-        converted = f"CAST({column} AS {new_type})"
-        original = f"CAST({column} AS NUMERIC)" if numeric else f"CAST({column} AS TEXT)"
-        if not numeric:
-            converted = f"CAST({converted} AS TEXT)"
-        query = (
-            f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND "
-            f"{converted} IS DISTINCT FROM {original} LIMIT 1"
-        )
+        # A value is kept when it comes back from the new type unchanged: 1.5000 as NUMERIC(10, 2) and
+        # back is 1.5000, 1.2345 is not; 3.50 as FLOAT is; 1 as BOOLEAN is, 2 is not; '012' as INTEGER
+        # is not; a TIMESTAMP given a time zone is. Compared as text: not every type has an equality.
         try:
             with connection.begin_nested():
+                current = connection.execute(
+                    sa.text(
+                        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                        "WHERE attrelid = to_regclass(:table) AND attname = :column"
+                    ),
+                    {"table": table, "column": column_name},
+                ).scalar()
+                converted = f"CAST({column} AS {new_type})"
+                back = f"CAST({converted} AS {current})" if current else converted
+                query = (
+                    f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND "
+                    f"CAST({back} AS TEXT) IS DISTINCT FROM CAST({column} AS TEXT) LIMIT 1"
+                )
                 bad = connection.exec_driver_sql(query).fetchall()
         except sa.exc.DBAPIError as exc:
             # The database's own words name the value: invalid input syntax for type integer: "A1".
@@ -177,6 +183,11 @@ def widens(old: Any, new: Any) -> bool:
             return False
         old_scale, new_scale = old.scale or 0, new.scale or 0
         return new_scale >= old_scale and new.precision - new_scale >= old.precision - old_scale
+    if isinstance(old, sa.DateTime) and isinstance(new, sa.DateTime):
+        # With or without a time zone, an instant stays that instant (PostgreSQL reads naive values
+        # in the session's TimeZone); only fewer fractional digits would round stored values.
+        old_digits, new_digits = getattr(old, "precision", None), getattr(new, "precision", None)
+        return new_digits is None or (old_digits is not None and new_digits >= old_digits)
     if isinstance(old, sa.String) and isinstance(new, sa.String):
         if new.length is None:
             return True
