@@ -1,4 +1,5 @@
-"""Guard ops that scripts run around risky steps: type changes that would alter values, FK integrity."""
+"""Guards around risky type changes (values they would alter, enum values rows still hold, the
+sequence a SERIAL column owns) and foreign-key integrity after SQLite rebuilds."""
 
 from __future__ import annotations
 
