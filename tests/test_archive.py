@@ -900,3 +900,37 @@ def test_an_archived_sqlite_table_does_not_hold_on_to_its_parents(sqlite_project
     project.flask("db", "downgrade")
     assert snapshot(project, order) == before
     assert archive_tables(project) == set()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_view_on_a_dropped_table_neither_follows_it_into_the_archive_nor_is_purged_with_it(
+    project: Project,
+) -> None:
+    start(project, COMPANY + employee(), {"company": [{"cid": 1, "cname": "Acme", "city": "Paris"}]})
+    project.execute("CREATE VIEW company_names AS SELECT cname FROM company")
+    write(project, employee())
+
+    # The scratch copy has the view: the refusal shows at migrate, before any upgrade.
+    written = project.flask("db", "migrate", "-m", "drop company")
+    assert "table company is read by view company_names" in written.stderr, written.stderr
+    schema = project.schema()
+    refused = project.flask("db", "upgrade", ok=False)
+    [line] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert "table company is read by view company_names: drop or change that view in this migration" in line
+    assert "Traceback" not in refused.output
+    assert project.schema() == schema
+    assert project.query("SELECT cname FROM company_names") == [("Acme",)]
+
+    # Without the view it goes; a view someone then puts on the archive is not purged along with it.
+    project.execute("DROP VIEW company_names")
+    project.flask("db", "upgrade")
+    [archive] = archive_tables(project)
+    project.execute(f"CREATE VIEW old_companies AS SELECT cname FROM {archive}")
+    kept = project.flask("db", "archive", "--purge", ok=False)
+    [line] = [line for line in kept.stderr.splitlines() if line.startswith("Error:")]
+    assert f"{archive} is read by view old_companies, which purging it would drop too" in line, line
+    assert archive_tables(project) == {archive}
+    assert project.query("SELECT cname FROM old_companies") == [("Acme",)]
+    project.execute("DROP VIEW old_companies")
+    project.flask("db", "archive", "--purge")
+    assert archive_tables(project) == set()

@@ -1286,6 +1286,16 @@ def _rename_sequence(operations: Operations, old: str, new: str, schema: str | N
 def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
     archive = _archive_of(op, op.table_name)
     _refuse_stale_archive(operations, op, archive)
+    if not operations.migration_context.as_sql:
+        from flask_evolve.runtime.archive_store import dependent_views
+
+        views = dependent_views(operations.get_bind(), _Quoting(operations, op.schema).table(op.table_name))
+        if views:
+            # A plain DROP TABLE would fail on them; a rename would leave them reading the archive.
+            raise ArchiveError(
+                f"table {op.table_name} is read by view {', '.join(views)}: drop or change that view in "
+                f"this migration before the table goes (op.execute('DROP VIEW ...')), nothing was changed."
+            )
     # Sequences keep their names through a rename; a new table of the same name would get
     # "<table>_<column>_seq1" while the archive holds the old name.
     for _column, sequence in _owned_sequences(operations, op.table_name, op.schema):

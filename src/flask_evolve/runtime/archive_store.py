@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flask_evolve.errors import MigrationError
 from flask_evolve.runtime.archive_ops import (
     ARCHIVE_PREFIX,
     KINDS,
@@ -138,13 +139,40 @@ def list_archive(
     return archived
 
 
+#: The views (and materialized views) that read a PostgreSQL table, by their qualified names.
+_DEPENDENT_VIEWS = """
+SELECT DISTINCT CAST(CAST(v.oid AS regclass) AS text) FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+WHERE d.classid = CAST('pg_rewrite' AS regclass) AND d.refobjid = to_regclass(:table) AND v.oid <> d.refobjid
+ORDER BY 1
+"""
+
+
+def dependent_views(connection: Connection, quoted_table: str) -> list[str]:
+    """The views that read ``quoted_table`` on PostgreSQL (none elsewhere): dropping or archiving
+    the table must not take them along or leave them reading the archive."""
+    if connection.dialect.name != "postgresql":
+        return []
+    return list(connection.execute(sa.text(_DEPENDENT_VIEWS), {"table": quoted_table}).scalars())
+
+
 def purge(connection: Connection, tables: Sequence[ArchivedTable], schema: str | None = None) -> None:
-    """Drop archive tables for good, with their records in the registry, in the caller's transaction."""
+    """Drop archive tables for good, with their records in the registry, in the caller's transaction.
+
+    :raises MigrationError: a view reads one of them (CASCADE would drop the view too).
+    """
     preparer = connection.dialect.identifier_preparer
     for table in tables:
         quoted = preparer.quote(table.name)
         if schema is not None:
             quoted = f"{preparer.quote_schema(schema)}.{quoted}"
+        views = dependent_views(connection, quoted)
+        if views:
+            raise MigrationError(
+                f"{table.name} is read by view {', '.join(views)}, which purging it would drop too: "
+                f"drop or change that view first, then run the command again (that database's archive "
+                f"is as it was)."
+            )
         # An archived table may still hold a foreign key to another archived
         # table; CASCADE drops only such constraints, never rows elsewhere.
         cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
