@@ -902,7 +902,6 @@ def test_an_archived_sqlite_table_does_not_hold_on_to_its_parents(sqlite_project
     assert archive_tables(project) == set()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_view_on_a_dropped_table_neither_follows_it_into_the_archive_nor_is_purged_with_it(
     project: Project,
 ) -> None:

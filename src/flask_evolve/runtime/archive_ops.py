@@ -1087,11 +1087,28 @@ def _restore_columns(operations: Operations, op: RestoreColumnsOp) -> None:
     _archive_restored(operations, archive, op.schema)
 
 
+def _refuse_dependent_views(operations: Operations, op: ArchiveRowsOp | ArchiveTableOp) -> None:
+    """Stop before a table a view reads is archived and dropped: PostgreSQL's DROP TABLE would fail on
+    the view, SQLite's would leave it broken, and a rename into the archive would leave it reading
+    the archive."""
+    if operations.migration_context.as_sql:
+        return
+    from flask_evolve.runtime.archive_store import dependent_views
+
+    views = dependent_views(operations.get_bind(), op.table_name, op.schema)
+    if views:
+        raise ArchiveError(
+            f"table {op.table_name} is read by view {', '.join(views)}: drop or change that view in "
+            f"this migration before the table goes (op.execute('DROP VIEW ...')), nothing was changed."
+        )
+
+
 @Operations.implementation_for(ArchiveRowsOp)
 def _archive_rows(operations: Operations, op: ArchiveRowsOp) -> None:
     q = _Quoting(operations, op.schema)
     archive = _archive_of(op, op.table_name)
     _refuse_stale_archive(operations, op, archive)
+    _refuse_dependent_views(operations, op)
     operations.execute(f"CREATE TABLE {q.table(archive)} AS SELECT * FROM {q.table(op.table_name)}")
     _archive_listed(operations, archive, op.schema, exists=True)
     _record_shape(operations, archive, op.schema)
@@ -1286,16 +1303,7 @@ def _rename_sequence(operations: Operations, old: str, new: str, schema: str | N
 def _archive_table(operations: Operations, op: ArchiveTableOp) -> None:
     archive = _archive_of(op, op.table_name)
     _refuse_stale_archive(operations, op, archive)
-    if not operations.migration_context.as_sql:
-        from flask_evolve.runtime.archive_store import dependent_views
-
-        views = dependent_views(operations.get_bind(), _Quoting(operations, op.schema).table(op.table_name))
-        if views:
-            # A plain DROP TABLE would fail on them; a rename would leave them reading the archive.
-            raise ArchiveError(
-                f"table {op.table_name} is read by view {', '.join(views)}: drop or change that view in "
-                f"this migration before the table goes (op.execute('DROP VIEW ...')), nothing was changed."
-            )
+    _refuse_dependent_views(operations, op)
     # Sequences keep their names through a rename; a new table of the same name would get
     # "<table>_<column>_seq1" while the archive holds the old name.
     for _column, sequence in _owned_sequences(operations, op.table_name, op.schema):

@@ -148,12 +148,25 @@ ORDER BY 1
 """
 
 
-def dependent_views(connection: Connection, quoted_table: str) -> list[str]:
-    """The views that read ``quoted_table`` on PostgreSQL (none elsewhere): dropping or archiving
-    the table must not take them along or leave them reading the archive."""
+def _query_of(create_view: str) -> str:
+    """What a ``CREATE VIEW name AS query`` selects from (the part after the first ``AS``)."""
+    return re.split(r"\bAS\b", create_view, maxsplit=1, flags=re.IGNORECASE)[-1]
+
+
+def dependent_views(connection: Connection, table: str, schema: str | None = None) -> list[str]:
+    """The views that read ``table``: dropping or archiving it must not take them along or leave
+    them reading the archive (renaming a table rewrites the views on it, on SQLite too)."""
+    if connection.dialect.name == "sqlite":
+        # SQLite records no dependencies: a view whose query names the table, quoted or not.
+        name = re.escape(table)
+        mentions = re.compile(rf"[\"`\[]{name}[\"`\]]|(?<![\w$]){name}(?![\w$])", re.IGNORECASE)
+        views = connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view'"))
+        return sorted(view for view, sql in views if mentions.search(_query_of(sql)))
     if connection.dialect.name != "postgresql":
         return []
-    return list(connection.execute(sa.text(_DEPENDENT_VIEWS), {"table": quoted_table}).scalars())
+    preparer = connection.dialect.identifier_preparer
+    quoted = (f"{preparer.quote_schema(schema)}." if schema else "") + preparer.quote(table)
+    return list(connection.execute(sa.text(_DEPENDENT_VIEWS), {"table": quoted}).scalars())
 
 
 def purge(connection: Connection, tables: Sequence[ArchivedTable], schema: str | None = None) -> None:
@@ -166,7 +179,7 @@ def purge(connection: Connection, tables: Sequence[ArchivedTable], schema: str |
         quoted = preparer.quote(table.name)
         if schema is not None:
             quoted = f"{preparer.quote_schema(schema)}.{quoted}"
-        views = dependent_views(connection, quoted)
+        views = dependent_views(connection, table.name, schema)
         if views:
             raise MigrationError(
                 f"{table.name} is read by view {', '.join(views)}, which purging it would drop too: "
