@@ -207,26 +207,7 @@ def _explain_failure(exc: Exception, directory: PathLike | None) -> str | None:
         url, engine = _default_database()
         outcome = _outcome_of_failed_migration(engine)
         fix = (database_advice(what) if is_database_error else None) or "fix the migration"
-        not_null = not_null_violation(what) if is_database_error else None
-        if not_null is not None:
-            what, fix = _not_null_failure(engine, *not_null)
-        repeated = unique_violation(exc) if is_database_error else None
-        if repeated is not None:
-            what, fix = _unique_failure(engine, *repeated)
-        broken = check_violation(exc) if is_database_error else None
-        if broken is not None:
-            what, fix = _check_failure(*broken)
-        lost_value = enum_value_violation(exc)
-        if lost_value is not None:
-            what, fix = _enum_value_failure(engine, *lost_value)
-        dangling = foreign_key_violation(exc) if is_database_error else None
-        if dangling is not None:
-            table, first, referred = dangling
-            what = f"rows of {table} reference missing rows of {referred} (first: {first})"
-            fix = (
-                f"point those rows at existing {referred} rows or delete them first, or take the "
-                f"ForeignKey off the model and write the migration again"
-            )
+        what, fix = _data_failure(exc, engine, what) or (what, fix)
         return f"{where} failed: {what}; {outcome}: {fix}, then run the command again."
     if isinstance(exc, DBAPIError):
         url, _ = _default_database()
@@ -337,14 +318,47 @@ def _where_the_upgrade_stopped(
             args.pop("on_version_apply", None)
 
 
+def _data_failure(exc: Exception, engine: Any, line: str) -> tuple[str, str] | None:
+    """What failed and the fix when the rows, not the script, stopped a migration (values a new
+    NOT NULL, UNIQUE, CHECK, foreign key or enum type does not allow); None otherwise."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    lost_value = enum_value_violation(exc)  # wrapped in alembic-postgresql-enum's ValueError
+    if lost_value is not None:
+        return _enum_value_failure(engine, *lost_value)
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    if (not_null := not_null_violation(line)) is not None:
+        return _not_null_failure(engine, *not_null)
+    if (repeated := unique_violation(exc)) is not None:
+        return _unique_failure(engine, *repeated)
+    if (broken := check_violation(exc)) is not None:
+        return _check_failure(*broken)
+    if (dangling := foreign_key_violation(exc)) is not None:
+        table, first, referred = dangling
+        return (
+            f"rows of {table} reference missing rows of {referred} (first: {first})",
+            f"point those rows at existing {referred} rows or delete them first, or take the "
+            f"ForeignKey off the model and write the migration again",
+        )
+    return None
+
+
+def _rebuilt_table(table: str) -> str:
+    """The table a SQLite rebuild's copy (ours or Alembic's batch mode) stands for."""
+    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
+
+    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):
+        table = table.removeprefix(prefix)
+    return table
+
+
 def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
     """What failed and the fix, when rows had no value for a NOT NULL column (the script was
     probably written against a database where the table was empty)."""
     from flask_evolve.autogen.not_null import count_without_value
-    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
 
-    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
-        table = table.removeprefix(prefix)
+    table = _rebuilt_table(table)
     rows = count_without_value(engine, table, column) if engine is not None else None
     which = f"{rows} of {table}" if rows else f"rows of {table}"
     what = f"{table}.{column} is NOT NULL and {which} would have no value in it"
@@ -359,11 +373,9 @@ def _not_null_failure(engine: Any, table: str, column: str) -> tuple[str, str]:
 def _unique_failure(engine: Any, table: str, columns: list[str]) -> tuple[str, str]:
     """What failed and the fix, when rows repeat a value that a UNIQUE constraint or index of the
     migration (or a row it copies) must not repeat: the data needs fixing, not the script."""
-    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
     from flask_evolve.safety.rules import count_repeated
 
-    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
-        table = table.removeprefix(prefix)
+    table = _rebuilt_table(table)
     key = f"{table}({', '.join(columns)})"
     repeated = count_repeated(engine, table, columns) if engine is not None else None
     what = f"{key} must be unique and {repeated or 'some'} value(s) of it are repeated in the rows"
@@ -378,10 +390,7 @@ def _unique_failure(engine: Any, table: str, columns: list[str]) -> tuple[str, s
 def _check_failure(table: str | None, constraint: str) -> tuple[str, str]:
     """What failed and the fix, when rows break a CHECK constraint the migration adds (or a row it
     copies breaks one): the data needs fixing, not the script."""
-    from flask_evolve.autogen.sqlite_plan import REBUILD_PREFIX
-
-    for prefix in (REBUILD_PREFIX, "_alembic_tmp_"):  # the copy a SQLite rebuild fills
-        table = table.removeprefix(prefix) if table else table
+    table = _rebuilt_table(table) if table else None
     what = f"rows of {table} break CHECK {constraint}" if table else f"rows break CHECK {constraint}"
     fix = (
         "make those rows satisfy it first, or change the CHECK in the model and write the migration again"

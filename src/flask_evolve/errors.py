@@ -329,12 +329,19 @@ _POSTGRESQL_MISSING = re.compile(
 )
 
 
-def _postgresql_detail(exc: BaseException, sqlstate: str, pattern: re.Pattern[str]) -> tuple[str, Any] | None:
-    """``(table, match of pattern in the DETAIL)`` from the server's error fields (psycopg 3 and psycopg2
-    both call them ``diag``), for an error of that SQLSTATE."""
+def _postgresql_diag(exc: BaseException, sqlstate: str) -> Any | None:
+    """The server's error fields (psycopg 3 and psycopg2 both call them ``diag``) of an error of
+    that SQLSTATE; None for any other error."""
     orig = getattr(exc, "orig", None)
-    diag = getattr(orig, "diag", None)
-    if diag is None or getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != sqlstate:
+    if getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != sqlstate:
+        return None
+    return getattr(orig, "diag", None)
+
+
+def _postgresql_detail(exc: BaseException, sqlstate: str, pattern: re.Pattern[str]) -> tuple[str, Any] | None:
+    """``(table, match of pattern in the DETAIL)`` of an error of that SQLSTATE."""
+    diag = _postgresql_diag(exc, sqlstate)
+    if diag is None:
         return None
     found = pattern.search(getattr(diag, "message_detail", None) or "")
     table = getattr(diag, "table_name", None)
@@ -385,8 +392,8 @@ def check_violation(exc: BaseException) -> tuple[str | None, str] | None:
     if found:
         inserted = _INSERTED_TABLE.search(str(getattr(exc, "statement", None) or ""))
         return (inserted.group("table") if inserted else None), found.group("name")
-    diag = getattr(orig, "diag", None)
-    if diag is None or getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) != "23514":
+    diag = _postgresql_diag(exc, "23514")
+    if diag is None:
         return None
     name = getattr(diag, "constraint_name", None)
     return (getattr(diag, "table_name", None), name) if name else None

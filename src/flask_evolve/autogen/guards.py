@@ -276,9 +276,9 @@ class FollowSequenceTypeOp(ops.ExecuteSQLOp):
     same type again.
     """
 
-    def __init__(self, preparer: Any, table: str, column: str, schema: str | None, type_sql: str) -> None:
+    def __init__(self, connection: sa.Connection, table: str, column: str, schema: str | None, type_sql: str):
         self.table_name, self.column_name, self.schema, self.type_sql = table, column, schema, type_sql
-        target = (preparer.quote_schema(schema) + "." if schema else "") + preparer.quote(table)
+        target = _quoted(connection, table, schema)
         literal_table, literal_column = target.replace("'", "''"), column.replace("'", "''")
         super().__init__(
             f"DO $$DECLARE owned text := pg_get_serial_sequence('{literal_table}', '{literal_column}'); "
@@ -294,30 +294,29 @@ def retype_owned_sequences(ctx: RewriteContext) -> None:
     connection = ctx.migration_context.connection
     if connection is None or ctx.migration_context.as_sql or connection.dialect.name != "postgresql":
         return
-    preparer = connection.dialect.identifier_preparer
     retyped: set[tuple[str | None, str, str]] = set()  # (schema, table, column) as after the upgrade
     for group, alter, _ in _type_changes(ctx.upgrade_ops):
         old, new = alter.existing_type, alter.modify_type
         if not (isinstance(old, sa.Integer) and isinstance(new, sa.Integer)):
             continue
         table, column = _live_column(ctx, group, alter)
-        target = (preparer.quote_schema(alter.schema) + "." if alter.schema else "") + preparer.quote(table)
         owned = connection.execute(
-            sa.text("SELECT pg_get_serial_sequence(:table, :column)"), {"table": target, "column": column}
+            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": _quoted(connection, table, alter.schema), "column": column},
         ).scalar()
         if owned is None:
             continue
         name = alter.modify_name or alter.column_name
         retyped.add((alter.schema, group.table_name, name))
         type_sql = new.compile(dialect=connection.dialect)
-        follow = FollowSequenceTypeOp(preparer, group.table_name, name, alter.schema, type_sql)
+        follow = FollowSequenceTypeOp(connection, group.table_name, name, alter.schema, type_sql)
         group.ops.insert(group.ops.index(alter) + 1, follow)
     for group, alter, _ in _type_changes(ctx.downgrade_ops):
         if (alter.schema, group.table_name, alter.column_name) not in retyped:
             continue
         name = alter.modify_name or alter.column_name
         type_sql = alter.modify_type.compile(dialect=connection.dialect)
-        follow = FollowSequenceTypeOp(preparer, group.table_name, name, alter.schema, type_sql)
+        follow = FollowSequenceTypeOp(connection, group.table_name, name, alter.schema, type_sql)
         group.ops.insert(group.ops.index(alter) + 1, follow)
 
 
@@ -371,13 +370,13 @@ def refuse_enum_value_removal(ctx: RewriteContext) -> None:
     connection = ctx.migration_context.connection
     if connection is None or ctx.migration_context.as_sql or connection.dialect.name != "postgresql":
         return
+    inspector = sa.inspect(connection)
     for op in ctx.upgrade_ops.ops:
         if type(op).__name__ != "SyncEnumValuesOp":
             continue
         removed = [value for value in op.old_values if value not in op.new_values]
         for reference in op.affected_columns if removed else ():
             schema = reference.table_schema if isinstance(reference.table_schema, str) else op.schema
-            inspector = sa.inspect(connection)
             if not inspector.has_table(reference.table_name, schema=schema):
                 continue
             array = getattr(reference.column_type, "name", "COMMON") == "ARRAY"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from alembic.operations import ops
 
 from flask_evolve.errors import MigrationError
@@ -35,7 +36,7 @@ def _new_names(container: Any) -> Iterator[tuple[str, str | None]]:
         elif isinstance(op, ops.CreateTableOp):
             yield op.table_name, None
             for column in op.columns:
-                if hasattr(column, "key") and hasattr(column, "type"):  # not a constraint
+                if isinstance(column, sa.Column):  # the others are its constraints
                     yield column.name, op.table_name
         elif isinstance(op, ops.AddColumnOp):
             yield op.column.name, op.table_name

@@ -406,7 +406,8 @@ def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str
     else:
         metadata = sa.MetaData()
         metadata.reflect(source)
-        for schema in user_schemas(source):
+        schemas = user_schemas(source)
+        for schema in schemas:
             target.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_quoted(target, schema)}"))
             metadata.reflect(source, schema=schema)
         for table in metadata.tables.values():
@@ -417,7 +418,7 @@ def copy_schema(source: sa.Connection, target: sa.Connection, version_table: str
                 if default is not None and "nextval(" in str(getattr(default, "arg", "")):
                     column.server_default = None
         metadata.create_all(target)
-        _copy_postgresql_dependents(source, target, ["public", *user_schemas(source)])
+        _copy_postgresql_dependents(source, target, ["public", *schemas])
     if sa.inspect(source).has_table(version_table):
         quoted = source.dialect.identifier_preparer.quote(version_table)
         versions = source.execute(sa.text(f"SELECT version_num FROM {quoted}")).scalars().all()
